@@ -1,0 +1,1 @@
+"""Our networks: definitions, training and export scripts, and the shipped ONNX weights."""
