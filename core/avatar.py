@@ -154,7 +154,8 @@ class Avatar:
 
     vertices: (V, 3) float32 metres, canonical pose, Z up; faces: (F, 3) int32;
     weights: (V, J) float32, at most `Settings.max_influences` non-zero per row, rows sum to 1;
-    uv: (V, 2) float32 in [0, 1] (V counts seam copies), texture: (T, T, 3) uint8 RGB;
+    uv: (V, 2) float32 in [0, 1] (V counts seam copies; glTF convention, v = 0 at the top row
+    of the texture), texture: (T, T, 3) uint8 RGB;
     bone_names (J), parents (J) with -1 for the root, bone_matrices (J, 4, 4) bone frames in
     the canonical pose (head at the translation, +Y along the bone, Blender's convention),
     bone_tails (J, 3); photo_poses: (N, J, 3, 3) local rotations relative to `bone_matrices`

@@ -109,3 +109,23 @@ def unpose(points: torch.Tensor, weights: torch.Tensor, transforms: torch.Tensor
     blended = blend_transforms(weights, transforms)
     rot = blended[..., :3, :3]
     return torch.linalg.solve(rot, (points - blended[..., :3, 3])[..., None])[..., 0]
+
+
+def local_rotations(
+    rest_matrices: torch.Tensor, parents: list[int], posed_matrices: torch.Tensor
+) -> torch.Tensor:
+    """Inverse of `forward_kinematics`: the local rotations that take bones from
+    `rest_matrices` (B, J, 4, 4) to `posed_matrices` (B, J, 4, 4). Returns (B, J, 3, 3).
+
+    Used to re-express a pose relative to another rest pose (the avatar's A or T pose).
+    """
+    rotations = []
+    for j, p in enumerate(parents):
+        if p < 0:
+            frame = rest_matrices[:, j]
+        else:
+            frame = posed_matrices[:, p] @ torch.linalg.solve(
+                rest_matrices[:, p], rest_matrices[:, j]
+            )
+        rotations.append(frame[:, :3, :3].transpose(1, 2) @ posed_matrices[:, j, :3, :3])
+    return torch.stack(rotations, dim=1)

@@ -1,0 +1,165 @@
+"""Photos -> rigged, textured Avatar: the CanonicalFusion pipeline, stage by stage.
+
+Each stage is its own module with one public function; this module only wires them and
+gives each its slice of the progress bar. Nothing here touches bpy or writes files.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import skinning
+from .avatar import Avatar, BodyFit, DepthMaps, Perception, Photo, Settings
+from .body_model import BodyModel, load_body_model
+from .body_prior import body_prior_depth
+from .canonicalise import canonical_surface
+from .crop import crop_to_person
+from .fit import fit_body
+from .fuse import fuse
+from .perceive import Detector, perceive
+from .photos import load_photos
+from .progress import Progress
+from .texture import bake_texture
+
+log = logging.getLogger(__name__)
+
+# Share of the progress bar per stage, roughly their share of the run time.
+_STAGES = {
+    "load": (0.00, 0.03),
+    "perceive": (0.03, 0.12),
+    "fit": (0.12, 0.40),
+    "depth": (0.40, 0.50),
+    "canonicalise": (0.50, 0.58),
+    "fuse": (0.58, 0.80),
+    "texture": (0.80, 1.00),
+}
+
+
+@dataclass
+class Reconstruction:
+    """Everything one run produced: the avatar and what led to it (for reports)."""
+
+    photos: list[Photo]
+    """The person-centred working crops the stages saw."""
+    perceptions: list[Perception]
+    fit: BodyFit
+    depths: list[DepthMaps]
+    avatar: Avatar
+    seconds: dict[str, float] = field(default_factory=dict)
+    """Wall time per stage."""
+
+
+def generate(
+    paths: Sequence[Path | str | Photo],
+    settings: Settings | None = None,
+    progress: Progress | None = None,
+    detector: Detector | None = None,
+) -> Reconstruction:
+    """Build an avatar from 1 to 8 photos of one person.
+
+    `paths` may also hold already decoded `Photo`s (the synthetic benchmark passes renders).
+    Raises `PhotoError` for unusable input and `Cancelled` when `progress` is cancelled.
+    """
+    settings = settings or Settings()
+    progress = progress or Progress()
+    torch.manual_seed(settings.seed)
+    if not 1 <= len(paths) <= 8:
+        raise ValueError(f"give 1 to 8 photos of the person, not {len(paths)}")
+    seconds: dict[str, float] = {}
+
+    @contextmanager
+    def stage(name: str) -> Iterator[Progress]:
+        start = time.perf_counter()
+        yield progress.sub(*_STAGES[name])
+        seconds[name] = time.perf_counter() - start
+
+    with stage("load") as p:
+        body = load_body_model(settings.rig)
+        files = [path for path in paths if not isinstance(path, Photo)]
+        loaded = iter(load_photos(files, settings, p) if files else [])
+        photos = [path if isinstance(path, Photo) else next(loaded) for path in paths]
+
+    with stage("perceive") as p:
+        perceptions = perceive(photos, detector, p)
+        crops = [
+            crop_to_person(ph, pe, settings.work_side)
+            for ph, pe in zip(photos, perceptions, strict=True)
+        ]
+        photos = [c[0] for c in crops]
+        perceptions = [c[1] for c in crops]
+
+    with stage("fit") as p:
+        fit = fit_body(photos, perceptions, body, settings, p)
+
+    with stage("depth") as p:
+        depths = []
+        for i, (photo, perception) in enumerate(zip(photos, perceptions, strict=True)):
+            p.step("predicting depth", i / len(photos))
+            depths.append(body_prior_depth(photo, perception, fit, i, body))
+
+    with stage("canonicalise") as p:
+        rest = body.rest(torch.as_tensor(fit.phenotype, dtype=torch.float32))
+        canonical_rotations = body.rest_pose_rotations(rest, settings.rest_pose)
+        canonical = body.pose(rest, canonical_rotations)
+        surfaces = []
+        for i, depth in enumerate(depths):
+            p.step("unposing into the rest pose", i / len(depths))
+            surfaces.append(canonical_surface(depth, fit, i, body, canonical_rotations))
+
+    with stage("fuse") as p:
+        fused = fuse(surfaces, body, canonical.vertices[0].detach().numpy(), settings, p)
+
+    with stage("texture") as p:
+        photo_matrices = _photo_bone_matrices(body, rest, fit)
+        to_photo = skinning.skinning_transforms(
+            photo_matrices, canonical.bone_matrices.expand_as(photo_matrices)
+        )
+        texture = bake_texture(
+            fused.vertices, fused.faces, fused.weights, photos,
+            [t.detach().numpy() for t in to_photo], fit.cameras, settings.texture_size, p,
+        )  # fmt: skip
+        avatar = _assemble(body, rest, canonical, photo_matrices, texture, fit, photos, settings)
+    progress.step("done", 1.0)
+    log.info("avatar ready: %s", ", ".join(f"{k} {v:.1f} s" for k, v in seconds.items()))
+    return Reconstruction(photos, perceptions, fit, depths, avatar, seconds)
+
+
+def _photo_bone_matrices(body: BodyModel, rest, fit: BodyFit) -> torch.Tensor:
+    """(N, J, 4, 4) bone frames of the fitted body in each photo's pose."""
+    poses = torch.as_tensor(fit.poses, dtype=torch.float32)
+    frames = rest.bone_matrices.expand(poses.shape[0], -1, -1, -1)
+    return skinning.forward_kinematics(frames, body.parents, poses)
+
+
+def _assemble(body, rest, canonical, photo_matrices, texture, fit, photos, settings) -> Avatar:
+    """The delivered avatar: canonical mesh, bones in the canonical pose, photo poses."""
+    bind = canonical.bone_matrices[0]
+    lengths = (rest.tails[0] - rest.heads[0]).norm(dim=-1, keepdim=True)
+    tails = bind[:, :3, 3] + bind[:, :3, 1] * lengths
+    photo_poses = skinning.local_rotations(
+        bind.expand_as(photo_matrices), body.parents, photo_matrices
+    )
+    return Avatar(
+        vertices=texture.vertices.astype(np.float32),
+        faces=texture.faces.astype(np.int32),
+        weights=texture.weights.astype(np.float32),
+        uv=texture.uv.astype(np.float32),
+        texture=texture.image,
+        bone_names=list(body.bone_names),
+        parents=list(body.parents),
+        bone_matrices=bind.detach().numpy().astype(np.float32),
+        bone_tails=tails.detach().numpy().astype(np.float32),
+        photo_poses=photo_poses.detach().numpy().astype(np.float32),
+        cameras=list(fit.cameras),
+        photo_names=[p.name for p in photos],
+        rig=settings.rig,
+        rest_pose=settings.rest_pose,
+    )
