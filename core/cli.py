@@ -38,8 +38,10 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("--rig", choices=RIGS, default="mixamo", help="bone names of the armature")
     gen.add_argument("--rest-pose", choices=("a", "t"), default="a", help="A or T rest pose")
     gen.add_argument("--triangles", type=int, help="triangle budget (default from the preset)")
-    gen.add_argument("--no-network", action="store_true",
-                     help="use the fitted body as the depth prior instead of network 1")  # fmt: skip
+    gen.add_argument(
+        "--no-network", action="store_true",
+        help="use the fitted body as the depth prior instead of network 1",
+    )  # fmt: skip
     gen.add_argument("--report", type=Path, help="folder for a PNG contact sheet of the run")
     gen.add_argument("--quiet", action="store_true", help="no progress bar")
     sample = sub.add_parser("sample", help="write the synthetic sample photo")
