@@ -159,7 +159,8 @@ class Avatar:
     bone_names (J), parents (J) with -1 for the root, bone_matrices (J, 4, 4) bone frames in
     the canonical pose (head at the translation, +Y along the bone, Blender's convention),
     bone_tails (J, 3); photo_poses: (N, J, 3, 3) local rotations relative to `bone_matrices`
-    that put the avatar as it stands in each photo, seen by `cameras[n]`.
+    that put the avatar as it stands in each photo, seen by `cameras[n]` (the camera of the
+    whole photo as loaded, not of the working crop).
     """
 
     vertices: np.ndarray

@@ -2,18 +2,45 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
 
 from .avatar import Perception, Photo
+from .camera import DEFAULT_FOV_DEGREES, Camera
 
 MARGIN = 0.12
 """Fraction of the person's height kept free around the person on each side."""
 
 
-def crop_to_person(photo: Photo, perception: Perception, side: int) -> tuple[Photo, Perception]:
+@dataclass(frozen=True)
+class Crop:
+    """Where a working crop came from: crop pixel = (photo pixel - (x0, y0)) * scale."""
+
+    x0: float
+    y0: float
+    scale: float
+    width: int
+    height: int
+    """Size of the photo the crop was taken from."""
+
+    def uncrop_camera(self, camera: Camera) -> Camera:
+        """The camera of the whole photo, given the camera fitted on the crop."""
+        return replace(
+            camera,
+            fx=camera.fx / self.scale,
+            fy=camera.fy / self.scale,
+            cx=camera.cx / self.scale + self.x0,
+            cy=camera.cy / self.scale + self.y0,
+            width=self.width,
+            height=self.height,
+        )
+
+
+def crop_to_person(
+    photo: Photo, perception: Perception, side: int
+) -> tuple[Photo, Perception, Crop]:
     """Crop a square around the person's mask with a margin and resize it to `side` pixels.
 
     Keypoints, mask and the focal length follow the crop, so a camera fitted on the crop is
@@ -55,12 +82,11 @@ def crop_to_person(photo: Photo, perception: Perception, side: int) -> tuple[Pho
     if focal is None:
         focal = default_focal_px(photo)
     cropped = replace(photo, image=image, focal_px=focal * scale)
-    return cropped, replace(perception, mask=prob, keypoints=keypoints)
+    crop = Crop(float(x0), float(y0), float(scale), photo.width, photo.height)
+    return cropped, replace(perception, mask=prob, keypoints=keypoints), crop
 
 
 def default_focal_px(photo: Photo) -> float:
     """Focal length in pixels assumed for a photo without EXIF: the default field of view
     over the photo's longer side (the usual framing of a standing person)."""
-    from .camera import DEFAULT_FOV_DEGREES
-
     return 0.5 * max(photo.height, photo.width) / np.tan(np.radians(DEFAULT_FOV_DEGREES) / 2)

@@ -95,6 +95,7 @@ def generate(
         ]
         photos = [c[0] for c in crops]
         perceptions = [c[1] for c in crops]
+        uncrop = [c[2].uncrop_camera for c in crops]
 
     with stage("fit") as p:
         fit = fit_body(photos, perceptions, body, settings, p)
@@ -126,7 +127,10 @@ def generate(
             fused.vertices, fused.faces, fused.weights, photos,
             [t.detach().numpy() for t in to_photo], fit.cameras, settings.texture_size, p,
         )  # fmt: skip
-        avatar = _assemble(body, rest, canonical, photo_matrices, texture, fit, photos, settings)
+        cameras = [restore(cam) for restore, cam in zip(uncrop, fit.cameras, strict=True)]
+        avatar = _assemble(
+            body, rest, canonical, photo_matrices, texture, cameras, photos, settings
+        )
     progress.step("done", 1.0)
     log.info("avatar ready: %s", ", ".join(f"{k} {v:.1f} s" for k, v in seconds.items()))
     return Reconstruction(photos, perceptions, fit, depths, avatar, seconds)
@@ -139,8 +143,9 @@ def _photo_bone_matrices(body: BodyModel, rest, fit: BodyFit) -> torch.Tensor:
     return skinning.forward_kinematics(frames, body.parents, poses)
 
 
-def _assemble(body, rest, canonical, photo_matrices, texture, fit, photos, settings) -> Avatar:
-    """The delivered avatar: canonical mesh, bones in the canonical pose, photo poses."""
+def _assemble(body, rest, canonical, photo_matrices, texture, cameras, photos, settings) -> Avatar:
+    """The delivered avatar: canonical mesh, bones in the canonical pose, the pose and the
+    camera of each photo (cameras of the whole photos, not of the working crops)."""
     bind = canonical.bone_matrices[0]
     lengths = (rest.tails[0] - rest.heads[0]).norm(dim=-1, keepdim=True)
     tails = bind[:, :3, 3] + bind[:, :3, 1] * lengths
@@ -158,7 +163,7 @@ def _assemble(body, rest, canonical, photo_matrices, texture, fit, photos, setti
         bone_matrices=bind.detach().numpy().astype(np.float32),
         bone_tails=tails.detach().numpy().astype(np.float32),
         photo_poses=photo_poses.detach().numpy().astype(np.float32),
-        cameras=list(fit.cameras),
+        cameras=cameras,
         photo_names=[p.name for p in photos],
         rig=settings.rig,
         rest_pose=settings.rest_pose,
