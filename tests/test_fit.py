@@ -1,0 +1,153 @@
+"""Body fitting on synthetic photos of the body model itself, with known shape, pose and camera."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from photo_avatar.core.avatar import KEYPOINT_NAMES, BodyFit, Perception, Photo
+from photo_avatar.core.body_model import BodyModel, Rest
+from photo_avatar.core.camera import Camera
+from photo_avatar.core.metrics import mask_iou
+from photo_avatar.core.raster import render_depth
+from photo_avatar.core.skinning import axis_angle_to_matrix
+
+SIDE = 512
+PIXEL_NOISE = 2.5
+"""Per-axis pixel noise of the synthetic keypoints (about 3 px radial)."""
+_HAND_BONES = {"pinky": "HandPinky1", "index": "HandIndex1", "thumb": "HandThumb2"}
+
+
+@dataclass
+class Truth:
+    """A synthetic person: shape (1, P), pose (1, J, 3, 3), posed vertices (V, 3) and
+    landmarks (L, 3) in world space; the 33 keypoints in world space (33, 3)."""
+
+    phenotype: torch.Tensor
+    pose: torch.Tensor
+    vertices: torch.Tensor
+    landmarks: torch.Tensor
+    keypoints: np.ndarray
+
+
+def natural_pose(body: BodyModel, rest: Rest, rng: np.random.Generator) -> torch.Tensor:
+    """(1, J, 3, 3) a plausible standing pose: arms between down and raised, elbows and
+    knees bent forward/backward, small spine and head turns. Rotations are given about
+    world axes and moved into each bone's rest frame."""
+    rotations = body.identity_pose(1)
+    frames = rest.bone_matrices[0, :, :3, :3]
+
+    def turn(bone: int, axis: tuple[float, float, float], degrees: float) -> None:
+        world = axis_angle_to_matrix(torch.tensor(axis) * math.radians(degrees))
+        rotations[0, bone] = frames[bone].T @ world @ frames[bone] @ rotations[0, bone]
+
+    joint = body.joint_bones
+    for side, sign in (("left", 1.0), ("right", -1.0)):
+        turn(joint[f"{side}_shoulder"], (0.0, -sign, 0.0), rng.uniform(-35, 70))
+        turn(joint[f"{side}_shoulder"], (1.0, 0.0, 0.0), -rng.uniform(-15, 40))
+        elbow_axis = torch.linalg.cross(
+            rest.heads[0, joint[f"{side}_elbow"]] - rest.heads[0, joint[f"{side}_shoulder"]],
+            torch.tensor([0.0, -1.0, 0.0]),
+        )
+        turn(
+            joint[f"{side}_elbow"],
+            tuple((elbow_axis / elbow_axis.norm()).tolist()),
+            rng.uniform(0, 60),
+        )
+        turn(joint[f"{side}_hip"], (1.0, 0.0, 0.0), -rng.uniform(-10, 25))
+        turn(joint[f"{side}_hip"], (0.0, sign, 0.0), rng.uniform(-3, 8))
+        turn(joint[f"{side}_knee"], (1.0, 0.0, 0.0), rng.uniform(0, 35))
+    spine = body.bone_names.index("mixamorig:Spine1")
+    turn(spine, (1.0, 0.0, 0.0), rng.uniform(-8, 8))
+    turn(spine, (0.0, 0.0, 1.0), rng.uniform(-10, 10))
+    head = body.bone_names.index("mixamorig:Head")
+    turn(head, (0.0, 0.0, 1.0), rng.uniform(-15, 15))
+    turn(head, (1.0, 0.0, 0.0), rng.uniform(-10, 10))
+    return rotations
+
+
+def make_truth(body: BodyModel, seed: int) -> Truth:
+    """A random shape in a natural pose, with all 33 keypoints placed on the body."""
+    rng = np.random.default_rng(seed)
+    phenotype = torch.tensor(
+        rng.uniform(0.2, 0.8, (1, len(body.phenotype_names))), dtype=torch.float32
+    )
+    with torch.no_grad():
+        rest = body.rest(phenotype)
+        pose = natural_pose(body, rest, rng)
+        posed = body.pose(rest, pose)
+    names = body.landmark_names
+    at = {n: posed.landmarks[0, i].numpy() for i, n in enumerate(names)}
+    head = posed.bone_matrices[0, body.bone_names.index("mixamorig:Head")].numpy()
+    up = head[:3, 1]
+    for side in ("left", "right"):
+        towards = at[f"{side}_ear"] - at["nose"]
+        for name, share in (("eye_inner", 0.15), ("eye", 0.25), ("eye_outer", 0.35)):
+            at[f"{side}_{name}"] = at["nose"] + share * towards + 0.035 * up
+        at[f"mouth_{side}"] = at["nose"] + 0.2 * towards - 0.04 * up
+        hand = side.capitalize()
+        for name, bone in _HAND_BONES.items():
+            index = body.bone_names.index(f"mixamorig:{hand}{bone}")
+            at[f"{side}_{name}"] = posed.bone_matrices[0, index, :3, 3].numpy()
+    keypoints = np.stack([at[n] for n in KEYPOINT_NAMES]).astype(np.float32)
+    return Truth(phenotype, pose, posed.vertices[0], posed.landmarks[0], keypoints)
+
+
+def photograph(
+    body: BodyModel, truth: Truth, camera: Camera, seed: int, world: bool = True
+) -> tuple[Photo, Perception]:
+    """A photo of the truth: silhouette mask, noisy keypoints (face points hidden behind the
+    head get a low confidence), and hip-centred 3D keypoints in camera axes."""
+    rng = np.random.default_rng(seed)
+    render = render_depth(camera, truth.vertices, body.faces)
+    screen = camera.project(torch.as_tensor(truth.keypoints)).numpy()
+    pixels = screen[:, :2] + rng.normal(0, PIXEL_NOISE, (33, 2))
+    confidence = np.full(33, 0.95, np.float32)
+    front = render.front.depth.numpy()
+    for i, name in enumerate(KEYPOINT_NAMES[:11]):
+        u, v = np.clip(np.round(screen[i, :2]).astype(int), 0, SIDE - 1)
+        if screen[i, 2] > front[v, u] + 0.03:
+            confidence[i] = 0.2 if name != "nose" else 0.3
+    keypoints = np.concatenate([pixels, confidence[:, None]], 1).astype(np.float32)
+    cam = camera.to_camera(torch.as_tensor(truth.keypoints)).numpy()
+    hips = 0.5 * (cam[KEYPOINT_NAMES.index("left_hip")] + cam[KEYPOINT_NAMES.index("right_hip")])
+    world_keypoints = (
+        (cam - hips + rng.normal(0, 0.02, (33, 3))).astype(np.float32) if world else None
+    )
+    image = np.where(render.mask[..., None], 180, 40).astype(np.uint8).repeat(3, axis=2)
+    photo = Photo(f"synthetic_{seed}.png", image, focal_px=float(camera.fx))
+    return photo, Perception(render.mask.astype(np.float32), keypoints, world_keypoints)
+
+
+def camera_yaw(camera: Camera) -> float:
+    """Degrees: the yaw of `Camera.looking_at_person` that has this camera's rotation."""
+    return math.degrees(math.atan2(-camera.rotation[2, 0], camera.rotation[0, 0]))
+
+
+def yaw_error(a: float, b: float) -> float:
+    return abs((a - b + 180) % 360 - 180)
+
+
+def fitted_iou(body: BodyModel, fit: BodyFit, index: int, mask: np.ndarray) -> float:
+    with torch.no_grad():
+        rest = body.rest(torch.as_tensor(fit.phenotype))
+        posed = body.pose(rest, torch.as_tensor(fit.poses[index : index + 1]))
+    render = render_depth(fit.cameras[index], posed.vertices[0], body.faces)
+    return mask_iou(render.mask, mask > 0.5)
+
+
+def joint_error_mm(body: BodyModel, fit: BodyFit, truth: Truth, camera: Camera) -> float:
+    """Mean joint error (mm) in the photo's camera frame after matching the centroid and
+    scale (one photo leaves size and distance ambiguous; rotation errors still count)."""
+    with torch.no_grad():
+        rest = body.rest(torch.as_tensor(fit.phenotype))
+        posed = body.pose(rest, torch.as_tensor(fit.poses[:1]))
+    joints = len(body.joint_bones)
+    pred = fit.cameras[0].to_camera(posed.landmarks[0, :joints]).numpy()
+    true = camera.to_camera(truth.landmarks[:joints]).numpy()
+    pred, true = pred - pred.mean(0), true - true.mean(0)
+    pred *= np.sqrt((true**2).sum() / (pred**2).sum())
+    return float(1000 * np.linalg.norm(pred - true, axis=1).mean())
