@@ -13,6 +13,7 @@ import logging
 import warnings
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -273,8 +274,13 @@ class AnnyBody(BodyModel):
 
 
 @functools.cache
-def load_body_model(rig: str = "mixamo") -> BodyModel:
+def load_body_model(rig: str = "mixamo", smplx_folder: str | Path | None = None) -> BodyModel:
     """The shared anny body for `rig` (built once per process; the first build on a machine
-    takes about two minutes while anny fills its cache)."""
+    takes about two minutes while anny fills its cache). `rig="smplx"` is instead the user's
+    own SMPL-X model files in `smplx_folder` (see `body_smplx`; nothing is downloaded)."""
+    if rig == "smplx":
+        from .body_smplx import SmplxBody
+
+        return SmplxBody(smplx_folder)
     log.info("loading the anny body model with the %s rig", rig)
     return AnnyBody(rig)

@@ -68,9 +68,9 @@ def check_writable(path: Path) -> None:
     """Fail before the work starts if `path` cannot be written (folder, permissions)."""
     folder = path.parent if str(path.parent) else Path(".")
     if path.is_dir():
-        raise PhotoError(f"{path}: is a folder, give a file name such as avatar.glb")
+        raise PhotoError(f"{path}: cannot write there: it is a folder (give a file name)")
     if not folder.is_dir():
-        raise PhotoError(f"{path}: the folder {folder} does not exist")
+        raise PhotoError(f"{path}: cannot write there: the folder {folder} does not exist")
     try:
         with tempfile.NamedTemporaryFile(dir=folder, prefix=".photo_avatar_check"):
             pass

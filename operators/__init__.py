@@ -1,9 +1,21 @@
-"""Blender operators (bpy lives here and in `panels` only)."""
+"""Blender operators and the data they keep (bpy lives here and in `panels` only)."""
+
+import bpy
+
+from . import generate, photo_list, preferences, properties
+
+_register_classes, _unregister_classes = bpy.utils.register_classes_factory(
+    (preferences.PHOTO_AVATAR_preferences, *photo_list.CLASSES, *generate.CLASSES)
+)
 
 
 def register() -> None:
-    """Nothing is registered until the Blender extension lands."""
+    properties.register()
+    _register_classes()
 
 
 def unregister() -> None:
-    """Nothing is registered until the Blender extension lands."""
+    if generate.running is not None:
+        generate.running.progress.cancel()
+    _unregister_classes()
+    properties.unregister()

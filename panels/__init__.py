@@ -1,9 +1,21 @@
 """Blender sidebar panels (bpy lives here and in `operators` only)."""
 
+import bpy
+import bpy.utils.previews
+
+from . import sidebar
+
+_register_classes, _unregister_classes = bpy.utils.register_classes_factory(
+    (sidebar.PHOTO_AVATAR_UL_photos, sidebar.PHOTO_AVATAR_PT_sidebar)
+)
+
 
 def register() -> None:
-    """Nothing is registered until the Blender extension lands."""
+    sidebar._thumbnails = bpy.utils.previews.new()
+    _register_classes()
 
 
 def unregister() -> None:
-    """Nothing is registered until the Blender extension lands."""
+    _unregister_classes()
+    bpy.utils.previews.remove(sidebar._thumbnails)
+    sidebar._thumbnails = None

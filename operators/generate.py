@@ -1,0 +1,240 @@
+"""Generate: photos -> avatar in the scene. The pipeline runs in a background thread; bpy is
+only touched here on the main thread, from the modal operator's timer events.
+
+`execute` (scripts, `blender -b`) runs to completion before it returns; `invoke` (the sidebar
+button) returns at once and keeps Blender responsive, with progress and Cancel in the sidebar.
+"""
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import bpy
+from bpy.props import CollectionProperty
+
+from ..core.avatar import Settings
+from ..core.progress import Cancelled, Progress
+from .build import build_avatar
+from .preferences import preferences
+from .properties import (
+    preset_property,
+    rest_pose_property,
+    rig_property,
+    triangles_property,
+)
+
+log = logging.getLogger(__name__)
+
+TIMER_SECONDS = 0.1
+
+
+@dataclass
+class Job:
+    """One background run: its thread, its progress (which also cancels it) and its outcome.
+    The worker writes only the plain fields below; the main thread reads them."""
+
+    progress: Progress
+    stage: str = "starting"
+    fraction: float = 0.0
+    result: object | None = None
+    error: BaseException | None = None
+    thread: threading.Thread | None = None
+    longest_stall: float = 0.0
+    """Longest main-thread time spent in one timer event (seconds)."""
+    started: float = field(default_factory=time.perf_counter)
+
+    def report(self, stage: str, fraction: float) -> None:
+        self.stage, self.fraction = stage, fraction
+
+
+running: Job | None = None
+"""The Generate in flight (one at a time), for the Cancel operator and the sidebar."""
+
+
+def _settings_from(op: bpy.types.Operator, context: bpy.types.Context) -> Settings:
+    prefs = preferences(context)
+    overrides: dict[str, object] = {"rig": op.rig, "rest_pose": op.rest_pose}
+    if op.triangles:
+        overrides["triangles"] = op.triangles
+    if prefs is not None:
+        overrides["device"] = prefs.device
+    return Settings.from_preset(op.preset, **overrides)
+
+
+def _photo_paths(op: bpy.types.Operator, context: bpy.types.Context) -> list[Path]:
+    if len(op.photos):
+        paths = [item.name for item in op.photos]
+    else:
+        paths = [item.filepath for item in context.scene.photo_avatar.photos]
+    return [Path(bpy.path.abspath(path)) for path in paths if path]
+
+
+def _run(job: Job, paths: list[Path], settings: Settings, threads: int) -> None:
+    """The worker: plain Python, no bpy."""
+    import torch
+
+    from ..core.pipeline import generate
+
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        job.result = generate(paths, settings, job.progress)
+    except BaseException as error:  # handed to the main thread, which reports it
+        job.error = error
+
+
+class PHOTO_AVATAR_OT_generate(bpy.types.Operator):
+    """Make a rigged, textured avatar from the photos of the person"""
+
+    bl_idname = "photo_avatar.generate"
+    bl_label = "Generate Avatar"
+    bl_options = {"REGISTER", "UNDO"}
+
+    photos: CollectionProperty(
+        type=bpy.types.OperatorFileListElement,
+        name="Photos",
+        description="Paths of the photos of the person ({'name': path} each); "
+        "empty takes the sidebar's list",
+    )
+    preset: preset_property()
+    rig: rig_property()
+    rest_pose: rest_pose_property()
+    triangles: triangles_property()
+
+    _job = None
+    _timer = None
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        return running is None
+
+    def _start(self, context: bpy.types.Context) -> Job | None:
+        paths = _photo_paths(self, context)
+        if not paths:
+            self.report({"ERROR"}, "Add at least one photo of the person")
+            return None
+        if len(paths) > 8:
+            self.report({"ERROR"}, f"Use 1 to 8 photos, not {len(paths)}")
+            return None
+        prefs = preferences(context)
+        job = Job(Progress())
+        job.progress.callback = job.report
+        job.thread = threading.Thread(
+            target=_run,
+            args=(job, paths, _settings_from(self, context), prefs.threads if prefs else 0),
+            name="photo_avatar.generate",
+            daemon=True,
+        )
+        job.thread.start()
+        return job
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        """Blocking: for scripts and background mode."""
+        job = self._start(context)
+        if job is None:
+            return {"CANCELLED"}
+        job.thread.join()
+        return self._finish(context, job)
+
+    def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
+        global running
+        if bpy.app.background:
+            return self.execute(context)
+        job = self._start(context)
+        if job is None:
+            return {"CANCELLED"}
+        running = self._job = job
+        state = context.window_manager.photo_avatar_run
+        state.running, state.progress, state.stage = True, 0.0, "starting"
+        self._timer = context.window_manager.event_timer_add(TIMER_SECONDS, window=context.window)
+        context.window_manager.modal_handler_add(self)
+        return {"RUNNING_MODAL"}
+
+    def modal(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
+        if event.type == "ESC":
+            self._job.progress.cancel()
+        if event.type != "TIMER":
+            return {"PASS_THROUGH"}
+        start = time.perf_counter()
+        job = self._job
+        state = context.window_manager.photo_avatar_run
+        state.progress, state.stage = job.fraction, job.stage
+        _redraw(context)
+        if job.thread.is_alive():
+            job.longest_stall = max(job.longest_stall, time.perf_counter() - start)
+            return {"RUNNING_MODAL"}
+        context.window_manager.event_timer_remove(self._timer)
+        try:
+            return self._finish(context, job)
+        finally:
+            _clear_run(context)
+
+    def cancel(self, context: bpy.types.Context) -> None:
+        """Blender is closing the operator (file load, quit): stop the worker."""
+        if self._job is not None:
+            self._job.progress.cancel()
+        if self._timer is not None:
+            context.window_manager.event_timer_remove(self._timer)
+        _clear_run(context)
+
+    def _finish(self, context: bpy.types.Context, job: Job) -> set[str]:
+        """Main thread: report a failure, or build the avatar (one undo step)."""
+        if isinstance(job.error, Cancelled):
+            self.report({"WARNING"}, "Photo Avatar: cancelled; nothing was added")
+            return {"CANCELLED"}
+        if job.error is not None:
+            log.error("generate failed", exc_info=job.error)
+            self.report({"ERROR"}, f"Photo Avatar: {job.error}")
+            return {"CANCELLED"}
+        start = time.perf_counter()
+        avatar = job.result.avatar
+        stem = Path(avatar.photo_names[0]).stem if avatar.photo_names else "avatar"
+        try:
+            collection = build_avatar(context, avatar, f"Avatar_{stem}")
+        except Exception as error:
+            log.exception("building the avatar failed")
+            self.report({"ERROR"}, f"Photo Avatar: could not build the avatar: {error}")
+            return {"CANCELLED"}
+        build = time.perf_counter() - start
+        job.longest_stall = max(job.longest_stall, build)
+        total = time.perf_counter() - job.started
+        log.info("longest main-thread stall %.3f s (building %.3f s)", job.longest_stall, build)
+        self.report({"INFO"}, f"Photo Avatar: {collection.name} ready in {total:.0f} s")
+        return {"FINISHED"}
+
+
+class PHOTO_AVATAR_OT_cancel(bpy.types.Operator):
+    """Stop the running Generate; nothing is added to the scene"""
+
+    bl_idname = "photo_avatar.cancel"
+    bl_label = "Cancel"
+    bl_options = {"INTERNAL"}
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        return running is not None
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        running.progress.cancel()
+        context.window_manager.photo_avatar_run.stage = "cancelling"
+        return {"FINISHED"}
+
+
+def _clear_run(context: bpy.types.Context) -> None:
+    global running
+    running = None
+    state = context.window_manager.photo_avatar_run
+    state.running, state.progress, state.stage = False, 0.0, ""
+    _redraw(context)
+
+
+def _redraw(context: bpy.types.Context) -> None:
+    for window in context.window_manager.windows:
+        for area in window.screen.areas:
+            if area.type == "VIEW_3D":
+                area.tag_redraw()
+
+
+CLASSES = (PHOTO_AVATAR_OT_generate, PHOTO_AVATAR_OT_cancel)

@@ -1,0 +1,174 @@
+"""The Blender side in real Blender (the bpy wheel, headless): registration, the avatar built
+as native data, and the generate operator."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+bpy = pytest.importorskip("bpy")
+
+import photo_avatar  # noqa: E402
+from photo_avatar.core import skinning  # noqa: E402
+from photo_avatar.core.avatar import Avatar  # noqa: E402
+from photo_avatar.core.camera import Camera  # noqa: E402
+from photo_avatar.operators import build  # noqa: E402
+
+
+@pytest.fixture
+def scene():
+    """A fresh empty scene with the add-on registered; unregistered afterwards."""
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    photo_avatar.register()
+    yield bpy.context.scene
+    photo_avatar.unregister()
+
+
+@pytest.fixture(scope="module")
+def avatar(body) -> Avatar:
+    """A small hand-made avatar: the rest body, its weights cut to 4 bones, a pose with the
+    left forearm bent, and a gradient texture."""
+    rest = body.rest(body.default_phenotype)
+    weights = body.skin_weights.numpy()
+    top = np.argsort(-weights, axis=1)[:, 4:]
+    np.put_along_axis(weights := weights.copy(), top, 0.0, axis=1)
+    weights /= weights.sum(1, keepdims=True)
+    pose = body.identity_pose(1).numpy()
+    elbow = body.bone_names.index("mixamorig:LeftForeArm")
+    pose[0, elbow] = skinning.axis_angle_to_matrix(torch.tensor([0.0, 0.0, 1.2])).numpy()
+    verts = rest.vertices[0].numpy()
+    uv = (verts[:, [0, 2]] - verts[:, [0, 2]].min(0)) / np.ptp(verts[:, [0, 2]], axis=0)
+    texture = np.zeros((64, 64, 3), np.uint8)
+    texture[..., 0] = np.linspace(0, 255, 64)[None]
+    return Avatar(
+        vertices=verts,
+        faces=body.faces.astype(np.int32),
+        weights=weights.astype(np.float32),
+        uv=uv.astype(np.float32),
+        texture=texture,
+        bone_names=list(body.bone_names),
+        parents=list(body.parents),
+        bone_matrices=rest.bone_matrices[0].numpy(),
+        bone_tails=rest.tails[0].numpy(),
+        photo_poses=pose,
+        cameras=[Camera.looking_at_person(512, 640, 0.0, 4.0)],
+        photo_names=["front.png"],
+    )
+
+
+def _datablocks() -> dict[str, int]:
+    kinds = ("objects", "meshes", "armatures", "materials", "images", "actions", "collections")
+    return {kind: len(getattr(bpy.data, kind)) for kind in kinds}
+
+
+def test_register_unregister_register_leaves_nothing_behind():
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    for _ in range(2):
+        photo_avatar.register()
+        assert hasattr(bpy.types.Scene, "photo_avatar")
+        assert bpy.ops.photo_avatar.generate.poll()
+        photo_avatar.unregister()
+        assert not hasattr(bpy.types.Scene, "photo_avatar")
+        assert not hasattr(bpy.types.WindowManager, "photo_avatar_run")
+        assert "PHOTO_AVATAR_PT_sidebar" not in dir(bpy.types)
+
+
+def test_built_avatar_is_a_skinned_rig(scene, avatar):
+    collection = build.build_avatar(bpy.context, avatar, "Avatar_test")
+    rig = collection.objects["Avatar_test_rig"]
+    mesh = collection.objects["Avatar_test_mesh"]
+    assert rig.type == "ARMATURE" and mesh.type == "MESH"
+    assert len(rig.data.bones) == 52
+    assert [g.name for g in mesh.vertex_groups] == avatar.bone_names
+    assert mesh.parent == rig
+    assert mesh.modifiers["Armature"].object == rig
+    totals = np.zeros(len(mesh.data.vertices))
+    for vertex in mesh.data.vertices:
+        totals[vertex.index] = sum(g.weight for g in vertex.groups)
+        assert len(vertex.groups) <= 4
+    assert np.allclose(totals, 1.0, atol=1e-4)
+    image = mesh.data.materials[0].node_tree.nodes["Image Texture"].image
+    assert image.packed_file is not None
+    assert len(mesh.data.uv_layers) == 1
+
+
+def test_bones_keep_their_frames_and_rolls(scene, avatar):
+    collection = build.build_avatar(bpy.context, avatar, "Avatar_test")
+    rig = collection.objects["Avatar_test_rig"]
+    for j, name in enumerate(avatar.bone_names):
+        frame = np.array(rig.data.bones[name].matrix_local)
+        assert np.allclose(frame[:3, :3], avatar.bone_matrices[j][:3, :3], atol=1e-3), name
+        assert np.allclose(frame[:3, 3], avatar.bone_matrices[j][:3, 3], atol=1e-4), name
+
+
+def test_photo_pose_moves_the_mesh_as_our_skinning_does(scene, avatar):
+    collection = build.build_avatar(bpy.context, avatar, "Avatar_test")
+    rig = collection.objects["Avatar_test_rig"]
+    mesh = collection.objects["Avatar_test_mesh"]
+    action = bpy.data.actions["Avatar_test_pose_1_front.png"]
+    rig.animation_data.action = action
+    bpy.context.scene.frame_set(1)
+    depsgraph = bpy.context.evaluated_depsgraph_get()
+    posed = mesh.evaluated_get(depsgraph).to_mesh()
+    blender = np.array([v.co for v in posed.vertices]) + np.array(rig.location)
+    mesh.evaluated_get(depsgraph).to_mesh_clear()
+    rest = np.array([v.co for v in mesh.data.vertices])
+    bind = torch.as_tensor(avatar.bone_matrices)[None]
+    frames = skinning.forward_kinematics(bind, avatar.parents, torch.as_tensor(avatar.photo_poses))
+    ours = skinning.forward_skin(
+        torch.as_tensor(avatar.vertices),
+        torch.as_tensor(avatar.weights),
+        skinning.skinning_transforms(frames, bind),
+    )[0].numpy()
+    # Blender's mesh welds seam copies: its vertex i is the i-th distinct rest position.
+    _, index = np.unique(avatar.vertices, axis=0, return_inverse=True)
+    expected = np.zeros_like(rest)
+    expected[index.reshape(-1)] = ours
+    moved = np.linalg.norm(expected - rest, axis=1) > 0.05
+    assert moved.sum() > 100  # the bent forearm really moved
+    assert np.abs(blender - expected).max() < 2e-3
+
+
+def test_failed_build_leaves_the_scene_as_it_was(scene, avatar, monkeypatch):
+    before = _datablocks()
+
+    def broken(*args):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(build, "_photo_actions", broken)
+    with pytest.raises(RuntimeError):
+        build.build_avatar(bpy.context, avatar, "Avatar_test")
+    assert _datablocks() == before
+
+
+def test_generate_without_photos_reports_and_adds_nothing(scene):
+    before = _datablocks()
+    with pytest.raises(RuntimeError, match="at least one photo"):
+        bpy.ops.photo_avatar.generate()
+    assert _datablocks() == before
+
+
+def test_bad_photo_leaves_scene_untouched(scene, tmp_path):
+    bad = tmp_path / "holiday.jpg"
+    bad.write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    before = _datablocks()
+    with pytest.raises(RuntimeError, match=r"holiday\.jpg"):
+        bpy.ops.photo_avatar.generate(photos=[{"name": str(bad)}])
+    assert _datablocks() == before
+
+
+@pytest.mark.slow
+def test_generate_operator_builds_an_avatar_from_a_photo(scene, tmp_path):
+    from photo_avatar.core.cli import write_sample
+
+    photo = write_sample(tmp_path / "sample.png")
+    scene.cursor.location = (1.0, 2.0, 0.0)
+    result = bpy.ops.photo_avatar.generate(photos=[{"name": str(photo)}], preset="fast")
+    assert result == {"FINISHED"}
+    rig = bpy.data.objects["Avatar_sample_rig"]
+    mesh = bpy.data.objects["Avatar_sample_mesh"]
+    assert len(rig.data.bones) == 52
+    assert tuple(rig.location) == pytest.approx((1.0, 2.0, 0.0))
+    assert {g.name for g in mesh.vertex_groups} == {b.name for b in rig.data.bones}
+    assert "Avatar_sample" in scene.collection.children
