@@ -22,6 +22,9 @@ class Settings:
 
     preset: str = "default"
     rig: str = "mixamo"
+    """An anny rig (`body_model.RIGS`), or "smplx" with the user's own model files."""
+    smplx_folder: str | None = None
+    """Folder with the user's licensed SMPL-X model files (rig "smplx" only; never shipped)."""
     rest_pose: str = "a"
     """Canonical pose of the delivered avatar: 'a' (arms 45° down) or 't' (arms level)."""
     triangles: int = 20_000

@@ -35,7 +35,10 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("-o", "--output", type=Path, default=Path("avatar.glb"),
                      help="the skinned glTF binary to write (default: avatar.glb)")  # fmt: skip
     gen.add_argument("--preset", choices=PRESETS, default="default", help="speed/quality")
-    gen.add_argument("--rig", choices=RIGS, default="mixamo", help="bone names of the armature")
+    gen.add_argument("--rig", choices=(*RIGS, "smplx"), default="mixamo",
+                     help="bone names of the armature; smplx needs --smplx-folder")  # fmt: skip
+    gen.add_argument("--smplx-folder", type=Path,
+                     help="your own licensed SMPL-X model files (for --rig smplx)")  # fmt: skip
     gen.add_argument("--rest-pose", choices=("a", "t"), default="a", help="A or T rest pose")
     gen.add_argument("--triangles", type=int, help="triangle budget (default from the preset)")
     gen.add_argument(
@@ -100,6 +103,10 @@ def _generate(args: argparse.Namespace) -> int:
         photos = [write_sample(Path(tempfile.mkdtemp(prefix="photo_avatar_")) / "sample.png")]
         log.info("no photo given: using the synthetic sample %s", photos[0])
     overrides = {"rig": args.rig, "rest_pose": args.rest_pose, "use_network": not args.no_network}
+    if args.rig == "smplx":
+        if args.smplx_folder is None:
+            raise PhotoError("--rig smplx needs --smplx-folder with your SMPL-X model files")
+        overrides["smplx_folder"] = str(args.smplx_folder)
     if args.triangles:
         overrides["triangles"] = args.triangles
     settings = Settings.from_preset(args.preset, **overrides)

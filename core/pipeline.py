@@ -47,6 +47,7 @@ _STAGES = {
 class Reconstruction:
     """Everything one run produced: the avatar and what led to it (for reports)."""
 
+    body: BodyModel
     photos: list[Photo]
     """The person-centred working crops the stages saw."""
     perceptions: list[Perception]
@@ -82,7 +83,7 @@ def generate(
         seconds[name] = time.perf_counter() - start
 
     with stage("load") as p:
-        body = load_body_model(settings.rig)
+        body = load_body_model(settings.rig, settings.smplx_folder)
         files = [path for path in paths if not isinstance(path, Photo)]
         loaded = iter(load_photos(files, settings, p) if files else [])
         photos = [path if isinstance(path, Photo) else next(loaded) for path in paths]
@@ -133,7 +134,7 @@ def generate(
         )
     progress.step("done", 1.0)
     log.info("avatar ready: %s", ", ".join(f"{k} {v:.1f} s" for k, v in seconds.items()))
-    return Reconstruction(photos, perceptions, fit, depths, avatar, seconds)
+    return Reconstruction(body, photos, perceptions, fit, depths, avatar, seconds)
 
 
 def _photo_bone_matrices(body: BodyModel, rest, fit: BodyFit) -> torch.Tensor:

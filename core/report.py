@@ -10,7 +10,6 @@ import torch
 
 from . import skinning
 from .avatar import Avatar
-from .body_model import load_body_model
 from .camera import Camera
 from .pipeline import Reconstruction
 from .preview import shade
@@ -30,7 +29,14 @@ def posed_vertices(avatar: Avatar, index: int) -> np.ndarray:
 
 
 def _tile(image: np.ndarray, label: str) -> np.ndarray:
-    tile = cv2.resize(image, (TILE, TILE), interpolation=cv2.INTER_AREA)
+    """The image fitted into a TILE × TILE square (aspect kept, dark bars), labelled."""
+    height, width = image.shape[:2]
+    scale = TILE / max(height, width)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    small = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+    tile = np.full((TILE, TILE, 3), 24, np.uint8)
+    top, left = (TILE - size[1]) // 2, (TILE - size[0]) // 2
+    tile[top : top + size[1], left : left + size[0]] = small
     cv2.putText(tile, label, (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 0), 1, cv2.LINE_AA)
     return tile
 
@@ -44,7 +50,7 @@ def _overlay(photo: np.ndarray, render: np.ndarray, mask: np.ndarray, alpha: flo
 def contact_sheet(run: Reconstruction) -> np.ndarray:
     """(H, W, 3) uint8: one row per photo — input, mask, fitted body, the avatar re-posed
     over the photo — and a last row with the canonical avatar from the front and back."""
-    body = load_body_model(run.fit.rig)
+    body = run.body
     rest = body.rest(torch.as_tensor(run.fit.phenotype, dtype=torch.float32))
     rows = []
     for i, (photo, perception) in enumerate(zip(run.photos, run.perceptions, strict=True)):
@@ -80,10 +86,10 @@ def _canonical_views(avatar: Avatar) -> list[np.ndarray]:
     centre = tuple(float(c) for c in 0.5 * (avatar.vertices.min(0) + avatar.vertices.max(0)))
     tiles = []
     for yaw, label in ((0, "canonical front"), (180, "canonical back"), (90, "left side")):
-        cam = Camera.looking_at_person(TILE * 2, TILE * 2, yaw, distance=5.0, centre=centre)
+        cam = Camera.looking_at_person(TILE * 2, TILE * 2, yaw, distance=3.0, centre=centre)
         img, _ = shade(cam, avatar.vertices, avatar.faces, uv=avatar.uv, texture=avatar.texture)
         tiles.append(_tile(img, label))
-    grey = Camera.looking_at_person(TILE * 2, TILE * 2, 0, distance=5.0, centre=centre)
+    grey = Camera.looking_at_person(TILE * 2, TILE * 2, 0, distance=3.0, centre=centre)
     tiles.append(_tile(shade(grey, avatar.vertices, avatar.faces)[0], "canonical shape"))
     return tiles
 
