@@ -7,31 +7,133 @@ at the bottom; Blender images store rows bottom-up. Positions stay metres, Z up.
 
 from __future__ import annotations
 
+import math
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
 import bpy
+import cv2
 import numpy as np
 from mathutils import Matrix, Vector
 
 from ..core.avatar import Avatar
 
 
-def build_avatar(context: bpy.types.Context, avatar: Avatar, name: str) -> bpy.types.Collection:
-    """Add the avatar to the scene at the 3D cursor; returns its new collection.
+@dataclass(frozen=True)
+class MeshArrays:
+    """The avatar's mesh as Blender wants it, computed off the main thread (numpy and
+    OpenCV only): welded positions, faces, per-loop UVs, sparse weights and the texture as
+    PNG bytes, so the main thread only copies arrays in."""
 
-    On any failure every datablock made so far is removed, so the scene stays as it was.
-    """
-    made: list[bpy.types.ID] = []
-    try:
-        return _build(context, avatar, name, made)
-    except Exception:
-        _remove(made)
-        raise
+    positions: np.ndarray
+    faces: np.ndarray
+    loop_uv: np.ndarray
+    weight_rows: np.ndarray
+    weight_bones: np.ndarray
+    weight_values: np.ndarray
+    texture_png: bytes
+    texture_size: tuple[int, int]
 
 
-def _build(context, avatar: Avatar, name: str, made: list) -> bpy.types.Collection:
+def prepare(avatar: Avatar) -> MeshArrays:
+    """Weld the UV-seam copies (so the mesh paints and deforms as one piece), flip UVs to
+    Blender's convention and encode the texture. Safe in any thread."""
+    positions, index = np.unique(avatar.vertices, axis=0, return_inverse=True)
+    index = index.reshape(-1)
+    first = np.zeros(len(positions), dtype=np.int64)
+    first[index[::-1]] = np.arange(len(index))[::-1]
+    loop_uv = avatar.uv[avatar.faces.reshape(-1)].astype(np.float32)
+    loop_uv[:, 1] = 1.0 - loop_uv[:, 1]
+    weights = avatar.weights[first]
+    rows, bones = np.nonzero(weights > 0)
+    ok, png = cv2.imencode(
+        ".png", np.ascontiguousarray(avatar.texture[..., ::-1]), [cv2.IMWRITE_PNG_COMPRESSION, 1]
+    )
+    if not ok:
+        raise RuntimeError("could not encode the texture")
+    height, width = avatar.texture.shape[:2]
+    return MeshArrays(
+        positions=positions.astype(np.float32),
+        faces=index[avatar.faces].astype(np.int32),
+        loop_uv=loop_uv,
+        weight_rows=rows,
+        weight_bones=bones,
+        weight_values=weights[rows, bones].astype(np.float64),
+        texture_png=png.tobytes(),
+        texture_size=(width, height),
+    )
+
+
+class Builder:
+    """Builds the avatar a slice at a time so the main thread never stalls for long: each
+    `advance` runs steps until its time budget is spent. On failure or `abort`, every
+    datablock made so far is removed, so the scene stays as it was."""
+
+    def __init__(
+        self, context: bpy.types.Context, avatar: Avatar, name: str, arrays: MeshArrays | None
+    ) -> None:
+        self.made: list[bpy.types.ID] = []
+        self.collection: bpy.types.Collection | None = None
+        self._steps = _steps(context, avatar, arrays or prepare(avatar), name, self)
+
+    def advance(self, budget: float) -> bool:
+        """Run steps for about `budget` seconds; True once the avatar is in the scene."""
+        deadline = time.perf_counter() + budget
+        try:
+            for _ in self._steps:
+                if time.perf_counter() >= deadline:
+                    return False
+        except Exception:
+            self.abort()
+            raise
+        return True
+
+    def abort(self) -> None:
+        self._steps.close()
+        _remove(self.made)
+        self.made.clear()
+        self.collection = None
+
+
+def build_avatar(
+    context: bpy.types.Context, avatar: Avatar, name: str, arrays: MeshArrays | None = None
+) -> bpy.types.Collection:
+    """Add the avatar to the scene at the 3D cursor in one go; returns its new collection."""
+    builder = Builder(context, avatar, name, arrays)
+    builder.advance(math.inf)
+    return builder.collection
+
+
+VERTEX_GROUP_SLICE = 10_000
+"""Weights assigned per step (about 20 ms)."""
+
+
+def _steps(
+    context: bpy.types.Context, avatar: Avatar, arrays: MeshArrays, name: str, builder: Builder
+) -> Iterator[None]:
+    """The build as steps of a few tens of milliseconds each; the collection is linked into
+    the scene last, so nothing half-built is ever visible."""
+    made = builder.made
     collection = bpy.data.collections.new(name)
     made.append(collection)
     armature_obj = _armature(avatar, name, made)
-    mesh_obj = _mesh(avatar, name, made)
+    yield
+    mesh_obj = _mesh(arrays, name, made)
+    yield
+    mesh_obj.data.materials.append(_material(arrays, name, made))
+    yield
+    groups = [mesh_obj.vertex_groups.new(name=bone_name) for bone_name in avatar.bone_names]
+    entries = zip(
+        arrays.weight_rows.tolist(),
+        arrays.weight_bones.tolist(),
+        arrays.weight_values.tolist(),
+        strict=True,
+    )
+    for n, (row, bone, value) in enumerate(entries, 1):
+        groups[bone].add((row,), value, "REPLACE")
+        if n % VERTEX_GROUP_SLICE == 0:
+            yield
     collection.objects.link(armature_obj)
     collection.objects.link(mesh_obj)
     mesh_obj.parent = armature_obj
@@ -39,8 +141,9 @@ def _build(context, avatar: Avatar, name: str, made: list) -> bpy.types.Collecti
     modifier.object = armature_obj
     armature_obj.location = context.scene.cursor.location
     _photo_actions(avatar, armature_obj, name, made)
+    yield
     context.scene.collection.children.link(collection)
-    return collection
+    builder.collection = collection
 
 
 def _armature(avatar: Avatar, name: str, made: list) -> bpy.types.Object:
@@ -82,41 +185,36 @@ def _armature(avatar: Avatar, name: str, made: list) -> bpy.types.Object:
     return obj
 
 
-def _mesh(avatar: Avatar, name: str, made: list) -> bpy.types.Object:
-    """One mesh with the UV seams as split UVs, not split vertices, so it welds and paints."""
-    positions, index = np.unique(avatar.vertices, axis=0, return_inverse=True)
-    index = index.reshape(-1)
-    first = np.zeros(len(positions), dtype=np.int64)
-    first[index[::-1]] = np.arange(len(index))[::-1]
-    faces = index[avatar.faces]
+def _mesh(arrays: MeshArrays, name: str, made: list) -> bpy.types.Object:
+    """The welded mesh with split UVs (seams in the UV map, not in the surface)."""
     mesh = bpy.data.meshes.new(f"{name}_mesh")
     made.append(mesh)
-    mesh.from_pydata(positions.tolist(), [], faces.tolist())
+    faces = arrays.faces
+    mesh.vertices.add(len(arrays.positions))
+    mesh.vertices.foreach_set("co", arrays.positions.reshape(-1))
+    mesh.loops.add(faces.size)
+    mesh.loops.foreach_set("vertex_index", faces.reshape(-1))
+    mesh.polygons.add(len(faces))
+    mesh.polygons.foreach_set("loop_start", np.arange(0, faces.size, 3, dtype=np.int32))
+    mesh.polygons.foreach_set("loop_total", np.full(len(faces), 3, dtype=np.int32))
+    mesh.update(calc_edges=True)
     uv_layer = mesh.uv_layers.new(name="UVMap")
-    loop_uv = avatar.uv[avatar.faces.reshape(-1)].astype(np.float32).copy()
-    loop_uv[:, 1] = 1.0 - loop_uv[:, 1]
-    uv_layer.data.foreach_set("uv", loop_uv.reshape(-1))
+    uv_layer.data.foreach_set("uv", arrays.loop_uv.reshape(-1))
     mesh.shade_smooth()
     mesh.validate()
-    mesh.materials.append(_material(avatar, name, made))
     obj = bpy.data.objects.new(f"{name}_mesh", mesh)
     made.append(obj)
-    weights = avatar.weights[first]
-    groups = [obj.vertex_groups.new(name=bone_name) for bone_name in avatar.bone_names]
-    rows, bones = np.nonzero(weights > 0)
-    for row, bone in zip(rows.tolist(), bones.tolist(), strict=True):
-        groups[bone].add((row,), float(weights[row, bone]), "REPLACE")
     return obj
 
 
-def _material(avatar: Avatar, name: str, made: list) -> bpy.types.Material:
-    height, width = avatar.texture.shape[:2]
-    image = bpy.data.images.new(f"{name}_texture", width, height, alpha=False)
+def _material(arrays: MeshArrays, name: str, made: list) -> bpy.types.Material:
+    """A Principled material over the baked texture, packed into the .blend from the PNG
+    bytes made off the main thread (packing pixels would encode here, ~0.2 s)."""
+    image = bpy.data.images.new(f"{name}_texture", *arrays.texture_size, alpha=False)
     made.append(image)
-    rgba = np.ones((height, width, 4), dtype=np.float32)
-    rgba[..., :3] = avatar.texture[::-1] / 255.0
-    image.pixels.foreach_set(rgba.reshape(-1))
-    image.pack()
+    image.pack(data=arrays.texture_png, data_len=len(arrays.texture_png))
+    image.source = "FILE"
+    image.filepath_raw = f"//{name}_texture.png"
     material = bpy.data.materials.new(f"{name}_skin")
     made.append(material)
     material.use_nodes = True

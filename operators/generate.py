@@ -16,7 +16,7 @@ from bpy.props import CollectionProperty
 
 from ..core.avatar import Settings
 from ..core.progress import Cancelled, Progress
-from .build import build_avatar
+from .build import Builder, MeshArrays, prepare
 from .preferences import preferences
 from .properties import (
     preset_property,
@@ -27,7 +27,10 @@ from .properties import (
 
 log = logging.getLogger(__name__)
 
-TIMER_SECONDS = 0.1
+TIMER_SECONDS = 0.05
+BUILD_BUDGET = 0.04
+"""Main-thread seconds of building per timer event: with the redraw this keeps every stall
+well under 0.1 s."""
 
 
 @dataclass
@@ -39,6 +42,7 @@ class Job:
     stage: str = "starting"
     fraction: float = 0.0
     result: object | None = None
+    arrays: MeshArrays | None = None
     error: BaseException | None = None
     thread: threading.Thread | None = None
     longest_stall: float = 0.0
@@ -81,6 +85,8 @@ def _run(job: Job, paths: list[Path], settings: Settings, threads: int) -> None:
         torch.set_num_threads(threads)
     try:
         job.result = generate(paths, settings, job.progress)
+        job.progress.step("building the avatar", 1.0)
+        job.arrays = prepare(job.result.avatar)
     except BaseException as error:  # handed to the main thread, which reports it
         job.error = error
 
@@ -105,6 +111,7 @@ class PHOTO_AVATAR_OT_generate(bpy.types.Operator):
 
     _job = None
     _timer = None
+    _builder = None
 
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
@@ -136,7 +143,14 @@ class PHOTO_AVATAR_OT_generate(bpy.types.Operator):
         if job is None:
             return {"CANCELLED"}
         job.thread.join()
-        return self._finish(context, job)
+        builder = self._builder_for(context, job)
+        if builder is None:
+            return {"CANCELLED"}
+        try:
+            builder.advance(float("inf"))
+        except Exception as error:
+            return self._build_failed(error)
+        return self._done(job, builder)
 
     def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
         global running
@@ -161,47 +175,71 @@ class PHOTO_AVATAR_OT_generate(bpy.types.Operator):
         job = self._job
         state = context.window_manager.photo_avatar_run
         state.progress, state.stage = job.fraction, job.stage
-        _redraw(context)
-        if job.thread.is_alive():
-            job.longest_stall = max(job.longest_stall, time.perf_counter() - start)
-            return {"RUNNING_MODAL"}
-        context.window_manager.event_timer_remove(self._timer)
         try:
-            return self._finish(context, job)
+            status = self._tick(context, job)
         finally:
+            job.longest_stall = max(job.longest_stall, time.perf_counter() - start)
+        if status != {"RUNNING_MODAL"}:
+            context.window_manager.event_timer_remove(self._timer)
+            self._timer = None
             _clear_run(context)
+        else:
+            _redraw(context)
+        return status
+
+    def _tick(self, context: bpy.types.Context, job: Job) -> set[str]:
+        """One timer event: wait for the worker, then build a slice of the avatar."""
+        if job.thread.is_alive():
+            return {"RUNNING_MODAL"}
+        if self._builder is None:
+            self._builder = self._builder_for(context, job)
+            if self._builder is None:
+                return {"CANCELLED"}
+            return {"RUNNING_MODAL"}
+        if job.progress.cancel_event.is_set():
+            self._builder.abort()
+            self.report({"WARNING"}, "Photo Avatar: cancelled; nothing was added")
+            return {"CANCELLED"}
+        try:
+            if not self._builder.advance(BUILD_BUDGET):
+                return {"RUNNING_MODAL"}
+        except Exception as error:
+            return self._build_failed(error)
+        return self._done(job, self._builder)
 
     def cancel(self, context: bpy.types.Context) -> None:
-        """Blender is closing the operator (file load, quit): stop the worker."""
+        """Blender is closing the operator (file load, quit): stop the worker, drop any
+        half-built avatar."""
         if self._job is not None:
             self._job.progress.cancel()
+        if self._builder is not None:
+            self._builder.abort()
         if self._timer is not None:
             context.window_manager.event_timer_remove(self._timer)
         _clear_run(context)
 
-    def _finish(self, context: bpy.types.Context, job: Job) -> set[str]:
-        """Main thread: report a failure, or build the avatar (one undo step)."""
+    def _builder_for(self, context: bpy.types.Context, job: Job) -> Builder | None:
+        """Report a failed or cancelled run (None), or start building its avatar."""
         if isinstance(job.error, Cancelled):
             self.report({"WARNING"}, "Photo Avatar: cancelled; nothing was added")
-            return {"CANCELLED"}
+            return None
         if job.error is not None:
             log.error("generate failed", exc_info=job.error)
             self.report({"ERROR"}, f"Photo Avatar: {job.error}")
-            return {"CANCELLED"}
-        start = time.perf_counter()
+            return None
         avatar = job.result.avatar
         stem = Path(avatar.photo_names[0]).stem if avatar.photo_names else "avatar"
-        try:
-            collection = build_avatar(context, avatar, f"Avatar_{stem}")
-        except Exception as error:
-            log.exception("building the avatar failed")
-            self.report({"ERROR"}, f"Photo Avatar: could not build the avatar: {error}")
-            return {"CANCELLED"}
-        build = time.perf_counter() - start
-        job.longest_stall = max(job.longest_stall, build)
+        return Builder(context, avatar, f"Avatar_{stem}", job.arrays)
+
+    def _build_failed(self, error: Exception) -> set[str]:
+        log.error("building the avatar failed", exc_info=error)
+        self.report({"ERROR"}, f"Photo Avatar: could not build the avatar: {error}")
+        return {"CANCELLED"}
+
+    def _done(self, job: Job, builder: Builder) -> set[str]:
         total = time.perf_counter() - job.started
-        log.info("longest main-thread stall %.3f s (building %.3f s)", job.longest_stall, build)
-        self.report({"INFO"}, f"Photo Avatar: {collection.name} ready in {total:.0f} s")
+        log.info("longest main-thread stall %.3f s", job.longest_stall)
+        self.report({"INFO"}, f"Photo Avatar: {builder.collection.name} ready in {total:.0f} s")
         return {"FINISHED"}
 
 

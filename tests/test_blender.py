@@ -91,6 +91,38 @@ def test_built_avatar_is_a_skinned_rig(scene, avatar):
     image = mesh.data.materials[0].node_tree.nodes["Image Texture"].image
     assert image.packed_file is not None
     assert len(mesh.data.uv_layers) == 1
+    pixels = np.empty(64 * 64 * 4, np.float32)
+    image.pixels.foreach_get(pixels)
+    rows_up = pixels.reshape(64, 64, 4)[::-1, :, :3] * 255  # Blender stores rows bottom-up
+    assert np.abs(rows_up - avatar.texture).max() < 1.0
+
+
+def test_build_in_slices_matches_the_build_in_one_go(scene, avatar):
+    whole = build.build_avatar(bpy.context, avatar, "Avatar_whole")
+    builder = build.Builder(bpy.context, avatar, "Avatar_sliced", None)
+    slices = 1
+    while not builder.advance(0.0):
+        assert "Avatar_sliced" not in scene.collection.children  # nothing half-built shows
+        slices += 1
+    assert slices >= 4
+    one = whole.objects["Avatar_whole_mesh"].data
+    sliced = builder.collection.objects["Avatar_sliced_mesh"].data
+    for attribute in ("co",):
+        a, b = (np.empty(len(m.vertices) * 3) for m in (one, sliced))
+        one.vertices.foreach_get(attribute, a)
+        sliced.vertices.foreach_get(attribute, b)
+        assert np.array_equal(a, b)
+    weights = [[[(g.group, g.weight) for g in v.groups] for v in m.vertices] for m in (one, sliced)]
+    assert weights[0] == weights[1]
+
+
+def test_aborted_build_leaves_the_scene_as_it_was(scene, avatar):
+    before = _datablocks()
+    builder = build.Builder(bpy.context, avatar, "Avatar_test", None)
+    assert not builder.advance(0.0) and not builder.advance(0.0)
+    assert _datablocks() != before
+    builder.abort()
+    assert _datablocks() == before
 
 
 def test_bones_keep_their_frames_and_rolls(scene, avatar):

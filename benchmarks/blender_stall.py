@@ -1,0 +1,87 @@
+"""Generate in Blender without freezing it: the longest main-thread stall and the time from
+Generate to a finished rig, at the fast and default presets.
+
+    python benchmarks/blender_stall.py [--presets fast default] [--repeats 3]
+
+The bpy module has no event loop, so the modal operator's timer is played here by a loop
+that does what each timer event does (read the worker's progress, then build a slice of the
+avatar within `BUILD_BUDGET`) and times every event. Baseline in the same run: building the
+whole avatar in one main-thread call, as a plain blocking operator would.
+Last line: `blender: preset=fast stall_s=… blocking_build_s=… seconds=… | preset=default …`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import bpy
+
+from photo_avatar.core.avatar import Settings
+from photo_avatar.core.cli import write_sample
+from photo_avatar.core.progress import Progress
+from photo_avatar.operators import build
+from photo_avatar.operators.generate import BUILD_BUDGET, TIMER_SECONDS, Job, _run
+
+
+def one_run(photo: Path, preset: str, name: str) -> tuple[float, float, float]:
+    """(longest timer event, blocking whole build, Generate-to-rig) in seconds."""
+    job = Job(Progress())
+    job.progress.callback = job.report
+    settings = Settings.from_preset(preset)
+    job.thread = threading.Thread(target=_run, args=(job, [photo], settings, 0), daemon=True)
+    job.thread.start()
+    builder = None
+    while True:
+        time.sleep(TIMER_SECONDS)
+        start = time.perf_counter()
+        _ = (job.fraction, job.stage)
+        if not job.thread.is_alive():
+            if job.error is not None:
+                raise job.error
+            if builder is None:
+                builder = build.Builder(bpy.context, job.result.avatar, name, job.arrays)
+            elif builder.advance(BUILD_BUDGET):
+                job.longest_stall = max(job.longest_stall, time.perf_counter() - start)
+                break
+        job.longest_stall = max(job.longest_stall, time.perf_counter() - start)
+    total = time.perf_counter() - job.started
+    start = time.perf_counter()
+    build.build_avatar(bpy.context, job.result.avatar, f"{name}_blocking")
+    return job.longest_stall, time.perf_counter() - start, total
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--presets", nargs="+", default=["fast", "default"])
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args(sys.argv[sys.argv.index("--") + 1 :] if "--" in sys.argv else None)
+    logging.basicConfig(level=logging.WARNING)
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    photo = write_sample(Path(tempfile.mkdtemp()) / "sample.png")
+    parts = []
+    for preset in args.presets:
+        runs = [one_run(photo, preset, f"Avatar_{preset}_{n}") for n in range(args.repeats)]
+        stall, blocking, seconds = (statistics.median(r[k] for r in runs) for k in range(3))
+        worst = max(r[0] for r in runs)
+        print(
+            f"preset={preset} runs={len(runs)} median stall={stall:.3f} s (worst {worst:.3f}) "
+            f"blocking build={blocking:.3f} s ratio={stall / blocking:.2f} "
+            f"Generate-to-rig={seconds:.1f} s",
+            flush=True,
+        )
+        parts.append(
+            f"preset={preset} stall_s={stall:.3f} blocking_build_s={blocking:.3f} "
+            f"seconds={seconds:.1f}"
+        )
+    print("blender: " + " | ".join(parts))
+
+
+if __name__ == "__main__":
+    main()
