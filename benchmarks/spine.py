@@ -7,7 +7,8 @@ Quality is measured in the first photo's camera frame: the avatar posed as in ph
 the ground-truth clothed person, after a translation + uniform-scale alignment (one photo
 leaves absolute size and distance ambiguous; rotation is not aligned, so pose and facing
 errors count). IoU: the re-posed avatar's silhouette against the true mask in every photo.
-Last line: `spine: photos=1 chamfer_cm=… p2s_cm=… nc=… iou=… seconds=… | photos=4 …`.
+Last line: `spine: photos=1 chamfer_cm=… p2s_cm=… nc=… iou=… seconds=… | photos=4 …`;
+people whose photos the detector rejects are counted as `failed`, not scored.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import torch
 from photo_avatar.core.avatar import Photo, Settings
 from photo_avatar.core.metrics import align_similarity, mask_iou, surface_scores
 from photo_avatar.core.pipeline import generate
+from photo_avatar.core.progress import PhotoError
 from photo_avatar.core.raster import render_depth
 from photo_avatar.core.report import posed_vertices
 from photo_avatar.core.synthetic import make_person, render_photo, sample_cameras
@@ -63,6 +65,7 @@ def main() -> None:
     people = args.people or (3 if args.quick else 10)
     settings = Settings.from_preset(args.preset or ("fast" if args.quick else "default"))
     summary = {}
+    failures: dict[int, int] = defaultdict(int)
     for views in args.views:
         results: dict[str, list[float]] = defaultdict(list)
         stages: dict[str, list[float]] = defaultdict(list)
@@ -72,7 +75,12 @@ def main() -> None:
             shots = [render_photo(person, cam, seed=seed * 10 + k) for k, cam in enumerate(cameras)]
             photos = [Photo(f"synthetic_{seed}_{k}.png", s.image) for k, s in enumerate(shots)]
             start = time.perf_counter()
-            run = generate(photos, settings)
+            try:
+                run = generate(photos, settings)
+            except PhotoError as error:  # counted, not hidden: the person was not found
+                failures[views] += 1
+                print(f"photos={views} person={seed} garment={person.garment} failed: {error}")
+                continue
             results["seconds"].append(time.perf_counter() - start)
             for stage, sec in run.seconds.items():
                 stages[stage].append(sec)
@@ -94,7 +102,11 @@ def main() -> None:
     for views, med in summary.items():
         keys = ("chamfer_cm", "p2s_cm", "nc", "iou", "seconds") if views == 1 else (
             "chamfer_cm", "iou", "seconds")  # fmt: skip
-        parts.append(f"photos={views} " + " ".join(f"{k}={med[k]:.3f}" for k in keys))
+        parts.append(
+            f"photos={views} "
+            + " ".join(f"{k}={med[k]:.3f}" for k in keys)
+            + f" failed={failures[views]}/{people}"
+        )
     print("spine: " + " | ".join(parts))
 
 
