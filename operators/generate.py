@@ -58,13 +58,24 @@ running: Job | None = None
 
 
 def _settings_from(op: bpy.types.Operator, context: bpy.types.Context) -> Settings:
+    """The run's settings: the operator's options over the add-on preferences (a script
+    that leaves `preset` unset gets the preferred default preset)."""
     prefs = preferences(context)
     overrides: dict[str, object] = {"rig": op.rig, "rest_pose": op.rest_pose}
     if op.triangles:
         overrides["triangles"] = op.triangles
+    preset = op.preset
     if prefs is not None:
         overrides["device"] = prefs.device
-    return Settings.from_preset(op.preset, **overrides)
+        if prefs.smplx_folder:
+            overrides["smplx_folder"] = bpy.path.abspath(prefs.smplx_folder)
+        if not op.properties.is_property_set("preset"):
+            preset = prefs.default_preset
+    if op.rig == "smplx" and not overrides.get("smplx_folder"):
+        raise ValueError(
+            "The SMPL-X rig needs your SMPL-X model folder: set it in the add-on preferences"
+        )
+    return Settings.from_preset(preset, **overrides)
 
 
 def _photo_paths(op: bpy.types.Operator, context: bpy.types.Context) -> list[Path]:
@@ -126,11 +137,16 @@ class PHOTO_AVATAR_OT_generate(bpy.types.Operator):
             self.report({"ERROR"}, f"Use 1 to 8 photos, not {len(paths)}")
             return None
         prefs = preferences(context)
+        try:
+            settings = _settings_from(self, context)
+        except ValueError as error:
+            self.report({"ERROR"}, str(error))
+            return None
         job = Job(Progress())
         job.progress.callback = job.report
         job.thread = threading.Thread(
             target=_run,
-            args=(job, paths, _settings_from(self, context), prefs.threads if prefs else 0),
+            args=(job, paths, settings, prefs.threads if prefs else 0),
             name="photo_avatar.generate",
             daemon=True,
         )

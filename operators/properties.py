@@ -22,6 +22,7 @@ _RIG_LABELS = {
     "game_engine": ("Game engine", "Unreal-style bone names for game engines"),
     "cmu_mb": ("CMU", "The CMU motion-capture skeleton, for CMU BVH files"),
     "makehuman": ("MakeHuman", "MakeHuman's default skeleton"),
+    "smplx": ("SMPL-X", "Your own SMPL-X model files (set their folder in the preferences)"),
 }
 
 
@@ -42,7 +43,7 @@ def rig_property():
     return EnumProperty(
         name="Rig",
         description="Bone names and layout of the generated armature",
-        items=[(rig, *_RIG_LABELS.get(rig, (rig, rig))) for rig in RIGS],
+        items=[(rig, *_RIG_LABELS.get(rig, (rig, rig))) for rig in (*RIGS, "smplx")],
         default="mixamo",
     )
 

@@ -5,6 +5,8 @@ from pathlib import Path
 import bpy
 import bpy.utils.previews
 
+from ..operators.preferences import ADDON_ID
+
 _thumbnails = None
 """Preview collection of the photos' thumbnails (kept out of bpy.data, so nothing is saved)."""
 
@@ -61,6 +63,9 @@ class PHOTO_AVATAR_PT_sidebar(bpy.types.Panel):
         options.prop(settings, "rig")
         options.prop(settings, "rest_pose")
         options.prop(settings, "triangles")
+        prefs = context.preferences.addons.get(ADDON_ID)
+        if prefs is not None:
+            options.prop(prefs.preferences, "device")
 
         if state.running:
             layout.progress(factor=state.progress, type="BAR", text=state.stage.capitalize())

@@ -204,3 +204,31 @@ def test_generate_operator_builds_an_avatar_from_a_photo(scene, tmp_path):
     assert tuple(rig.location) == pytest.approx((1.0, 2.0, 0.0))
     assert {g.name for g in mesh.vertex_groups} == {b.name for b in rig.data.bones}
     assert "Avatar_sample" in scene.collection.children
+
+
+def test_smplx_rig_without_model_folder_reports_and_adds_nothing(scene, tmp_path):
+    from photo_avatar.core.cli import write_sample
+
+    photo = write_sample(tmp_path / "sample.png")
+    before = _datablocks()
+    with pytest.raises(RuntimeError, match="SMPL-X model folder"):
+        bpy.ops.photo_avatar.generate(photos=[{"name": str(photo)}], rig="smplx")
+    assert _datablocks() == before
+
+
+@pytest.mark.slow
+def test_batch_writes_a_blend_with_the_avatar_and_refuses_bad_photos(scene, tmp_path, capsys):
+    from photo_avatar.core.cli import write_sample
+    from photo_avatar.operators import batch
+
+    bad = tmp_path / "scan.png"
+    bad.write_bytes(b"not a png")
+    out = tmp_path / "avatar.blend"
+    assert batch.main([str(bad), "-o", str(out)]) == 2
+    assert "scan.png" in capsys.readouterr().out and not out.exists()
+    photo = write_sample(tmp_path / "sample.png")
+    assert batch.main([str(photo), "-o", str(out), "--preset", "fast"]) == 0
+    bpy.ops.wm.open_mainfile(filepath=str(out))
+    rig = bpy.data.objects["Avatar_sample_rig"]
+    assert len(rig.data.bones) == 52
+    assert bpy.data.objects["Avatar_sample_mesh"].parent == rig
