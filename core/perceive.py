@@ -15,6 +15,7 @@ import threading
 from collections.abc import Sequence
 from typing import Any, Protocol
 
+import cv2
 import numpy as np
 
 from .avatar import Perception, Photo
@@ -41,6 +42,9 @@ _ROI_SCALE = 1.25
 _MIN_STRIP = 0.2
 """Narrowest strip beside the person worth searching, as a share of the photo's height
 (a person seen from the side is about this wide)."""
+_PAD = 0.25
+"""Margin of the second try, as a share of the photo's height (twice that of its width at
+each side)."""
 _SAME_PERSON_OVERLAP = 0.5
 """Masks sharing more than this part of the smaller one are the same person."""
 
@@ -71,6 +75,8 @@ class MediaPipeDetector:
             if self._landmarker is None:
                 self._build()
             main = self._landmarks(image, 0, 0, image.shape[:2])
+            if main is None:
+                main = self._landmarks_padded(image)
             if main is None:
                 return []
             people = [main]
@@ -130,6 +136,24 @@ class MediaPipeDetector:
                 radius = np.hypot((top.x - hip.x) * (x1 - x0), (top.y - hip.y) * height)
                 candidates.append((x0 + hip.x * (x1 - x0), hip.y * height, float(radius)))
         return candidates
+
+    def _landmarks_padded(self, image: np.ndarray) -> Perception | None:
+        """Second try with a grey margin around the photo: the detector sees the photo
+        shrunk to 224 px and misses some people seen from the side or back when they fill
+        the frame; with more context it finds them (measured on synthetic side views)."""
+        height, width = image.shape[:2]
+        top, side = int(height * _PAD), int(width * 2 * _PAD)
+        padded = cv2.copyMakeBorder(
+            image, top, top, side, side, cv2.BORDER_CONSTANT, value=(128, 128, 128)
+        )
+        found = self._landmarks(padded, 0, 0, padded.shape[:2])
+        if found is None:
+            return None
+        keypoints = found.keypoints.copy()
+        keypoints[:, 0] -= side
+        keypoints[:, 1] -= top
+        mask = np.ascontiguousarray(found.mask[top : top + height, side : side + width])
+        return Perception(mask=mask, keypoints=keypoints, world_keypoints=found.world_keypoints)
 
     def _landmarks_around(
         self, image: np.ndarray, u: float, v: float, radius: float
