@@ -238,7 +238,10 @@ class AnnyBody(BodyModel):
     def __init__(self, rig: str = "mixamo") -> None:
         if rig not in RIGS:
             raise ValueError(f"unknown rig {rig!r}; choose one of {', '.join(RIGS)}")
-        import anny
+        import warp
+
+        warp.config.log_level = warp.LOG_WARNING  # anny starts warp, whose banner would
+        import anny  # otherwise land on the command line's stdout
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
