@@ -7,7 +7,9 @@ The bpy module has no event loop, so the modal operator's timer is played here b
 that does what each timer event does (read the worker's progress, then build a slice of the
 avatar within `BUILD_BUDGET`) and times every event. Baseline in the same run: building the
 whole avatar in one main-thread call, as a plain blocking operator would.
-Last line: `blender: preset=fast stall_s=… blocking_build_s=… seconds=… | preset=default …`.
+Cancel: the worst time from Cancel to a stopped worker, pressed in each long stage.
+Last line: `blender: preset=fast stall_s=… blocking_build_s=… seconds=… cancel_s=…
+| preset=default …`.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ from photo_avatar.core.cli import write_sample
 from photo_avatar.core.progress import Progress
 from photo_avatar.operators import build
 from photo_avatar.operators.generate import BUILD_BUDGET, TIMER_SECONDS, Job, _run
+
+CANCEL_STAGES = ("finding the person", "fitting the body", "predicting depth", "fusing")
 
 
 def one_run(photo: Path, preset: str, name: str) -> tuple[float, float, float]:
@@ -57,6 +61,21 @@ def one_run(photo: Path, preset: str, name: str) -> tuple[float, float, float]:
     return job.longest_stall, time.perf_counter() - start, total
 
 
+def cancel_latency(photo: Path, preset: str, stage: str) -> float:
+    """Seconds from Cancel (pressed during `stage`) until the worker has stopped."""
+    job = Job(Progress())
+    job.progress.callback = job.report
+    settings = Settings.from_preset(preset)
+    job.thread = threading.Thread(target=_run, args=(job, [photo], settings, 0), daemon=True)
+    job.thread.start()
+    while job.stage != stage and job.thread.is_alive():
+        time.sleep(0.01)
+    start = time.perf_counter()
+    job.progress.cancel()
+    job.thread.join()
+    return time.perf_counter() - start
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--presets", nargs="+", default=["fast", "default"])
@@ -70,6 +89,15 @@ def main() -> None:
         runs = [one_run(photo, preset, f"Avatar_{preset}_{n}") for n in range(args.repeats)]
         stall, blocking, seconds = (statistics.median(r[k] for r in runs) for k in range(3))
         worst = max(r[0] for r in runs)
+        stops = {
+            stage: max(cancel_latency(photo, preset, stage) for _ in range(args.repeats))
+            for stage in CANCEL_STAGES
+        }
+        print(
+            f"preset={preset} cancel latency (worst of {args.repeats}): "
+            + " ".join(f"{stage}={sec:.2f} s" for stage, sec in stops.items()),
+            flush=True,
+        )
         print(
             f"preset={preset} runs={len(runs)} median stall={stall:.3f} s (worst {worst:.3f}) "
             f"blocking build={blocking:.3f} s ratio={stall / blocking:.2f} "
@@ -78,7 +106,7 @@ def main() -> None:
         )
         parts.append(
             f"preset={preset} stall_s={stall:.3f} blocking_build_s={blocking:.3f} "
-            f"seconds={seconds:.1f}"
+            f"seconds={seconds:.1f} cancel_s={max(stops.values()):.2f}"
         )
     print("blender: " + " | ".join(parts))
 

@@ -232,3 +232,33 @@ def test_batch_writes_a_blend_with_the_avatar_and_refuses_bad_photos(scene, tmp_
     rig = bpy.data.objects["Avatar_sample_rig"]
     assert len(rig.data.bones) == 52
     assert bpy.data.objects["Avatar_sample_mesh"].parent == rig
+
+
+@pytest.mark.slow
+def test_cancel_during_a_run_stops_the_worker_and_adds_nothing(scene, tmp_path):
+    import threading
+
+    from photo_avatar.core.avatar import Settings
+    from photo_avatar.core.cli import write_sample
+    from photo_avatar.core.progress import Cancelled, Progress
+    from photo_avatar.operators import generate
+
+    photo = write_sample(tmp_path / "sample.png")
+    before = _datablocks()
+    job = generate.Job(Progress())
+    job.progress.callback = job.report
+    job.thread = threading.Thread(
+        target=generate._run, args=(job, [photo], Settings.from_preset("fast"), 0)
+    )
+    job.thread.start()
+    generate.running = job
+    try:
+        while job.stage != "fitting the body" and job.thread.is_alive():
+            job.thread.join(0.05)
+        assert bpy.ops.photo_avatar.cancel() == {"FINISHED"}
+        job.thread.join(30)
+    finally:
+        generate.running = None
+    assert not job.thread.is_alive()
+    assert isinstance(job.error, Cancelled) and job.result is None
+    assert _datablocks() == before
