@@ -3,10 +3,10 @@
 import bpy
 import bpy.utils.previews
 
-from . import sidebar
+from . import retarget, sidebar
 
 _register_classes, _unregister_classes = bpy.utils.register_classes_factory(
-    (sidebar.PHOTO_AVATAR_UL_photos, sidebar.PHOTO_AVATAR_PT_sidebar)
+    (sidebar.PHOTO_AVATAR_UL_photos, sidebar.PHOTO_AVATAR_PT_sidebar, *retarget.CLASSES)
 )
 
 

@@ -1,6 +1,9 @@
-"""Shared fixtures: the body model is built once per test session."""
+"""Shared fixtures: the body model is built once per test session; Blender tests get a fresh
+scene with the add-on registered."""
 
 from __future__ import annotations
+
+from collections.abc import Iterator
 
 import pytest
 
@@ -11,3 +14,17 @@ from photo_avatar.core.body_model import BodyModel, load_body_model
 def body() -> BodyModel:
     """The anny body with the default mixamo rig."""
     return load_body_model("mixamo")
+
+
+@pytest.fixture
+def scene() -> Iterator[object]:
+    """A fresh empty scene with the add-on registered; unregistered afterwards (bpy is
+    imported here only, so the headless tests never need it)."""
+    import bpy
+
+    import photo_avatar
+
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    photo_avatar.register()
+    yield bpy.context.scene
+    photo_avatar.unregister()

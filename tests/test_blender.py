@@ -16,15 +16,6 @@ from photo_avatar.core.camera import Camera  # noqa: E402
 from photo_avatar.operators import build  # noqa: E402
 
 
-@pytest.fixture
-def scene():
-    """A fresh empty scene with the add-on registered; unregistered afterwards."""
-    bpy.ops.wm.read_factory_settings(use_empty=True)
-    photo_avatar.register()
-    yield bpy.context.scene
-    photo_avatar.unregister()
-
-
 @pytest.fixture(scope="module")
 def avatar(body) -> Avatar:
     """A small hand-made avatar: the rest body, its weights cut to 4 bones, a pose with the
