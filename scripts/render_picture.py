@@ -1,7 +1,9 @@
-"""Render the README's Blender picture: the avatar Generate builds from one photo, in its
-rest pose, in the photo's pose and in a pose of our own, with Cycles on the CPU.
+"""Render the README's Blender pictures: the avatar Generate builds from one photo, in its
+rest pose, in the photo's pose and in a pose of our own; and, with `--motions`, a strip of it
+walking and dancing with the built-in motions. Cycles on the CPU.
 
-    .venv/bin/python scripts/render_picture.py PHOTO -o docs/blender_result.png [--preset fast]
+    .venv/bin/python scripts/render_picture.py PHOTO -o docs/blender_result.png \
+        [--motions docs/avatar_motion_strip.png] [--preset fast]
 """
 
 from __future__ import annotations
@@ -70,6 +72,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("photo", type=Path)
     parser.add_argument("-o", "--output", type=Path, required=True)
+    parser.add_argument("--motions", type=Path, help="also render the walk and dance strip")
     parser.add_argument("--preset", default="default")
     args = parser.parse_args()
     bpy.ops.wm.read_factory_settings(use_empty=True)
@@ -90,8 +93,32 @@ def main() -> None:
             bone.rotation_mode = "XYZ"
             bone.rotation_euler = Euler([math.radians(d) for d in degrees])
         frames.append(_render(Path(folder) / "wave.png"))
-    cv2.imwrite(str(args.output), np.concatenate(frames, axis=1))
-    print(f"wrote {args.output}")
+        cv2.imwrite(str(args.output), np.concatenate(frames, axis=1))
+        print(f"wrote {args.output}")
+        if args.motions:
+            for bone in rig.pose.bones:
+                bone.rotation_euler = (0.0, 0.0, 0.0)
+            rows = [_motion_row(rig, motion, Path(folder)) for motion in ("walk", "dance")]
+            cv2.imwrite(str(args.motions), np.concatenate(rows, axis=0))
+            print(f"wrote {args.motions}")
+
+
+def _motion_row(rig: bpy.types.Object, motion: str, folder: Path) -> np.ndarray:
+    """Five frames of a built-in motion, the camera following the avatar's hips."""
+    bpy.ops.photo_avatar.motion(motion=motion, target=rig.name)
+    scene, camera = bpy.context.scene, bpy.context.scene.camera
+    start, end = scene.frame_start, scene.frame_end
+    home = camera.location.copy()
+    scene.frame_set(start)
+    first = rig.matrix_world @ rig.pose.bones["mixamorig:Hips"].head
+    frames = []
+    for frame in np.linspace(start, min(end, start + 60), 5).astype(int):
+        scene.frame_set(int(frame))
+        hips = rig.matrix_world @ rig.pose.bones["mixamorig:Hips"].head
+        camera.location = home + Vector((hips.x - first.x, hips.y - first.y, 0.0))
+        frames.append(_render(folder / f"{motion}_{frame}.png"))
+    camera.location = home
+    return np.concatenate(frames, axis=1)
 
 
 if __name__ == "__main__":
