@@ -10,6 +10,7 @@ without writing the .blend.
 """
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -61,4 +62,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    sys.stdout.flush()
+    os._exit(code)  # the bpy wheel can deadlock in its exit-time destructors

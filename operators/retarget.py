@@ -238,20 +238,28 @@ def bake(
     locations = result.root_locations(rig)
     action = bpy.data.actions.new(name)
     try:
+        # Layered actions (Blender 4.4+; 5.0 removed `action.fcurves`): one slot for the
+        # armature, its F-curves in the channelbag of one keyframe strip.
+        slot = action.slots.new(id_type="OBJECT", name=obj.name)
+        channels = action.layers.new("Layer").strips.new(type="KEYFRAME").channelbags.new(slot)
         for j, bone in enumerate(rig.bone_names):
             pose_bone = obj.pose.bones[bone]
             pose_bone.rotation_mode = "QUATERNION"
             path = f'pose.bones["{bpy.utils.escape_identifier(bone)}"]'
+            group = channels.groups.new(bone)
             for k in range(4):
-                _curve(action, f"{path}.rotation_quaternion", k, bone, frames, quaternions[:, j, k])
+                _curve(
+                    channels, f"{path}.rotation_quaternion", k, group, frames, quaternions[:, j, k]
+                )
             if j == result.root_bone:
                 for k in range(3):
-                    _curve(action, f"{path}.location", k, bone, frames, locations[:, k])
+                    _curve(channels, f"{path}.location", k, group, frames, locations[:, k])
         action.use_frame_range = True
         action.frame_start, action.frame_end = frames[0], frames[-1]
         if obj.animation_data is None:
             obj.animation_data_create()
         obj.animation_data.action = action
+        obj.animation_data.action_slot = slot
     except Exception:
         bpy.data.actions.remove(action)
         raise
@@ -281,8 +289,9 @@ def _quaternions(rotations: np.ndarray) -> np.ndarray:
     return q
 
 
-def _curve(action, data_path: str, index: int, group: str, frames, values) -> None:
-    curve = action.fcurves.new(data_path, index=index, action_group=group)
+def _curve(channels, data_path: str, index: int, group, frames, values) -> None:
+    curve = channels.fcurves.new(data_path, index=index)
+    curve.group = group
     points = curve.keyframe_points
     points.add(len(frames))
     points.foreach_set("co", np.stack([frames, values], axis=1).astype(np.float32).ravel())

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
+import sys
 import tempfile
 from pathlib import Path
 
@@ -123,3 +125,5 @@ def _motion_row(rig: bpy.types.Object, motion: str, folder: Path) -> np.ndarray:
 
 if __name__ == "__main__":
     main()
+    sys.stdout.flush()
+    os._exit(0)  # the bpy wheel can deadlock in its exit-time destructors

@@ -105,4 +105,5 @@ def _install_and_generate(archive: str, photo: str) -> dict:
 
 
 if __name__ == "__main__":
-    print(json.dumps(_install_and_generate(sys.argv[1], sys.argv[2])))
+    print(json.dumps(_install_and_generate(sys.argv[1], sys.argv[2])), flush=True)
+    os._exit(0)  # bpy 4.5 can deadlock in its exit-time destructors (see conftest.py)
