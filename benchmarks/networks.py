@@ -17,9 +17,9 @@ Autoencoder (network 2), through the shipped ONNX encoder and decoder:
   renormalised) and keeping the top-k bones (k bone indices and k - 1 weights).
 - `ms_per_1k_points`: decoder time per 1000 points (a 512 x 512 latent map), CPU provider.
 
-Network 1 (the depth-and-skinning predictor) does not exist yet: its figures
-(`depth_err_ratio`, network error over body-prior error; `lbs_err`; `ms_per_photo`) print as
-`n/a` until its section is added to `main`.
+Network 1 (`benchmarks/depth_net.py`, held-out synthetic people): `depth_err_ratio`, its front
+and back depth error over the body prior's inside the true silhouette; `lbs_err`, its
+per-pixel skinning error; `ms_per_photo`.
 Last line: `networks: ae_repose_mm=… depth_err_ratio=… lbs_err=… ms_per_photo=…`.
 """
 
@@ -34,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from depth_net import depth_figures
 
 from photo_avatar.core import skinning
 from photo_avatar.core.body_model import BodyModel, load_body_model
@@ -202,9 +203,10 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(2)
-    # One function per network, quick -> {name: value}; network 1 (depth) adds its own here.
+    # One function per network, quick -> {name: value}.
     sections: list[Callable[[bool], dict[str, float]]] = [
         functools.partial(autoencoder_figures, rig=args.rig, weights_dir=args.weights),
+        depth_figures,
     ]
     figures: dict[str, float] = {}
     for section in sections:

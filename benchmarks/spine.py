@@ -60,10 +60,13 @@ def main() -> None:
     parser.add_argument("--people", type=int, help="number of synthetic people")
     parser.add_argument("--preset", help="pipeline preset (default: default, quick: fast)")
     parser.add_argument("--views", type=int, nargs="+", default=[1, 4], help="photos per run")
+    parser.add_argument("--network", action="store_true", help="refine depth with network 1")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     people = args.people or (3 if args.quick else 10)
-    settings = Settings.from_preset(args.preset or ("fast" if args.quick else "default"))
+    settings = Settings.from_preset(
+        args.preset or ("fast" if args.quick else "default"), use_network=args.network
+    )
     summary = {}
     failures: dict[int, int] = defaultdict(int)
     for views in args.views:

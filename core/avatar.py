@@ -39,8 +39,10 @@ class Settings:
     voxel_size: float = 0.01
     """Fusion grid spacing in metres."""
     texture_size: int = 1024
-    use_network: bool = True
-    """Predict depth and skinning with network 1; False keeps the body-prior baseline."""
+    use_network: bool = False
+    """Refine the body prior's depth with network 1. Opt-in for now: on held-out synthetic
+    people it halves the depth error, but on real photos it still roughens the surface
+    (models/DEPTH_NET.md)."""
     device: str = "auto"
     """'auto', 'cpu' or 'cuda' for torch and onnxruntime."""
     seed: int = 0

@@ -24,6 +24,7 @@ from scipy.spatial import cKDTree
 from .avatar import BodyFit, DepthMaps, Perception, Photo
 from .body_model import BodyModel
 from .camera import unproject
+from .progress import Progress
 from .raster import render_depth
 
 log = logging.getLogger(__name__)
@@ -44,13 +45,20 @@ _NEIGHBOURS = ((0, 1), (0, -1), (1, 0), (-1, 0))
 
 
 def body_prior_depth(
-    photo: Photo, perception: Perception, fit: BodyFit, index: int, body: BodyModel
+    photo: Photo,
+    perception: Perception,
+    fit: BodyFit,
+    index: int,
+    body: BodyModel,
+    progress: Progress | None = None,
 ) -> DepthMaps:
     """Front/back depth and skinning weights of the fitted body in photo `index`, fitted to
     the person's silhouette (`perception.mask > 0.5`).
 
     Returns DepthMaps in the camera `fit.cameras[index]` (the working crop's camera).
+    `progress` is stepped between the parts of about a second each, so Cancel stops quickly.
     """
+    progress = progress or Progress()
     camera = fit.cameras[index]
     person = perception.mask > 0.5
     if person.shape != (camera.height, camera.width) or photo.image.shape[:2] != person.shape:
@@ -62,6 +70,7 @@ def body_prior_depth(
     poses = torch.as_tensor(fit.poses[index : index + 1], dtype=torch.float32)
     posed = body.pose(rest, poses)
     render = render_depth(camera, posed.vertices[0].detach(), body.faces)
+    progress.step("predicting depth", 0.4)
     faces = torch.as_tensor(body.faces)
     weights_front = render.front.interpolate(body.skin_weights, faces).numpy()
     weights_back = render.back.interpolate(body.skin_weights, faces).numpy()
@@ -76,6 +85,7 @@ def body_prior_depth(
     )
     # Grown pixels take the weights of the body nearest in 3D, not in the image: every
     # photo then gives a point of the clothes the same weights, so unposing agrees.
+    progress.step("predicting depth", 0.8)
     grown = person & ~on_body
     v, u = np.nonzero(grown)
     vertices = posed.vertices[0].detach().numpy()

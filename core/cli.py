@@ -42,8 +42,9 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("--rest-pose", choices=("a", "t"), default="a", help="A or T rest pose")
     gen.add_argument("--triangles", type=int, help="triangle budget (default from the preset)")
     gen.add_argument(
-        "--no-network", action="store_true",
-        help="use the fitted body as the depth prior instead of network 1",
+        "--network", action="store_true",
+        help="refine the depth with network 1 (better on synthetic people, rougher on real "
+        "photos for now)",
     )  # fmt: skip
     gen.add_argument("--report", type=Path, help="folder for a PNG contact sheet of the run")
     gen.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -102,7 +103,7 @@ def _generate(args: argparse.Namespace) -> int:
     if not photos:
         photos = [write_sample(Path(tempfile.mkdtemp(prefix="photo_avatar_")) / "sample.png")]
         log.info("no photo given: using the synthetic sample %s", photos[0])
-    overrides = {"rig": args.rig, "rest_pose": args.rest_pose, "use_network": not args.no_network}
+    overrides = {"rig": args.rig, "rest_pose": args.rest_pose, "use_network": args.network}
     if args.rig == "smplx":
         if args.smplx_folder is None:
             raise PhotoError("--rig smplx needs --smplx-folder with your SMPL-X model files")

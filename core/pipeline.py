@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..models.depth_runtime import ONNX_PATH as DEPTH_NET_ONNX
+from ..models.depth_runtime import refine_depth
 from . import skinning
 from .avatar import Avatar, BodyFit, DepthMaps, Perception, Photo, Settings
 from .body_model import BodyModel, load_body_model
@@ -102,10 +104,17 @@ def generate(
         fit = fit_body(photos, perceptions, body, settings, p)
 
     with stage("depth") as p:
+        # Network 1 refines the body prior; without its weights the prior is the answer.
+        network = settings.use_network and DEPTH_NET_ONNX.exists()
+        if settings.use_network and not network:
+            log.warning("network 1 is missing (%s); using the body prior", DEPTH_NET_ONNX)
         depths = []
         for i, (photo, perception) in enumerate(zip(photos, perceptions, strict=True)):
-            p.step("predicting depth", i / len(photos))
-            depths.append(body_prior_depth(photo, perception, fit, i, body))
+            share = p.sub(i / len(photos), (i + 1) / len(photos))
+            prior = body_prior_depth(photo, perception, fit, i, body, share)
+            if network:
+                prior = refine_depth(photo, perception, prior, settings.device)
+            depths.append(prior)
 
     with stage("canonicalise") as p:
         rest = body.rest(torch.as_tensor(fit.phenotype, dtype=torch.float32))

@@ -83,3 +83,16 @@ def test_cancel_stops_the_run(shot):
             Progress(on_step, cancel),
         )
     assert seen and seen[-1] != "done"
+
+
+def test_network_refines_the_depth_and_the_avatar_still_lands(run, shot):
+    refined = generate(
+        [Photo("synthetic.png", shot.image)], Settings.from_preset("fast", use_network=True)
+    )
+    inside = refined.depths[0].mask & run.depths[0].mask  # both in the working crop
+    change = np.abs(refined.depths[0].front[inside] - run.depths[0].front[inside])
+    assert np.median(change) > 1e-3  # network 1 really ran and moved the surface
+    verts = posed_vertices(refined.avatar, 0)
+    mask = render_depth(refined.avatar.cameras[0], verts, refined.avatar.faces).mask
+    assert mask_iou(mask, shot.mask) > 0.85
+    assert np.allclose(refined.avatar.weights.sum(1), 1.0, atol=1e-4)
