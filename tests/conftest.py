@@ -8,7 +8,9 @@ import sys
 from collections.abc import Iterator
 
 import pytest
+import torch
 
+from photo_avatar.core import skinning
 from photo_avatar.core.body_model import BodyModel, load_body_model
 
 
@@ -16,6 +18,22 @@ from photo_avatar.core.body_model import BodyModel, load_body_model
 def body() -> BodyModel:
     """The anny body with the default mixamo rig."""
     return load_body_model("mixamo")
+
+
+@pytest.fixture(scope="session")
+def bent_pose(body: BodyModel) -> torch.Tensor:
+    """(1, J, 3, 3) a mixamo pose with bent elbows and knees, a raised arm and a turned spine."""
+    angles = torch.zeros(1, len(body.bone_names), 3)
+    for name, rotation in {
+        "LeftArm": (0.3, 0.0, 0.3),
+        "LeftForeArm": (0.6, 0.0, 0.0),
+        "RightForeArm": (0.6, 0.0, 0.0),
+        "Spine1": (0.0, 0.3, 0.0),
+        "LeftLeg": (-0.5, 0.0, 0.0),
+        "RightUpLeg": (0.3, 0.0, 0.0),
+    }.items():
+        angles[0, body.bone_names.index(f"mixamorig:{name}")] = torch.tensor(rotation)
+    return skinning.axis_angle_to_matrix(angles)
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ import torch
 import trimesh
 from scipy import ndimage
 
-from photo_avatar.core import skinning
 from photo_avatar.core.avatar import BodyFit, DepthMaps, Perception, Photo
 from photo_avatar.core.body_prior import body_prior_depth
 from photo_avatar.core.camera import Camera
@@ -19,21 +18,6 @@ from photo_avatar.core.metrics import surface_scores
 from photo_avatar.core.raster import render_depth
 
 SIDE = 256
-
-
-def bent_pose(body) -> torch.Tensor:
-    """(1, J, 3, 3) a pose with bent elbows and knees and a twisted spine."""
-    angles = torch.zeros(1, len(body.bone_names), 3)
-    for name, rotation in {
-        "LeftArm": (0.3, 0.0, 0.3),
-        "LeftForeArm": (0.6, 0.0, 0.0),
-        "RightForeArm": (0.6, 0.0, 0.0),
-        "Spine1": (0.0, 0.3, 0.0),
-        "LeftLeg": (-0.5, 0.0, 0.0),
-        "RightUpLeg": (0.3, 0.0, 0.0),
-    }.items():
-        angles[0, body.bone_names.index(f"mixamorig:{name}")] = torch.tensor(rotation)
-    return skinning.axis_angle_to_matrix(angles)
 
 
 @dataclass(frozen=True)
@@ -48,9 +32,9 @@ class Scene:
 
 
 @pytest.fixture(scope="module")
-def scene(body) -> Scene:
+def scene(body, bent_pose) -> Scene:
     camera = Camera.looking_at_person(SIDE, SIDE, yaw_degrees=20.0, distance=3.0)
-    poses = bent_pose(body)
+    poses = bent_pose
     rest = body.rest(body.default_phenotype)
     render = render_depth(camera, body.pose(rest, poses).vertices[0], body.faces)
     fit = BodyFit("mixamo", body.default_phenotype.numpy(), poses.numpy(), [camera])

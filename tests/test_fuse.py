@@ -9,7 +9,6 @@ import pytest
 import torch
 import trimesh
 
-from photo_avatar.core import skinning
 from photo_avatar.core.avatar import BodyFit, Perception, Photo, Settings
 from photo_avatar.core.body_prior import body_prior_depth
 from photo_avatar.core.camera import Camera
@@ -26,21 +25,6 @@ FIT_PHENOTYPE = [[0.5, 0.5, 0.0, 0.0, 0.5, 0.5]]
 """The photographed person is muscular and heavy, the fitted body slight."""
 
 
-def bent_pose(body) -> torch.Tensor:
-    """(1, J, 3, 3) raised and bent arms, one knee bent, a turned spine."""
-    angles = torch.zeros(1, len(body.bone_names), 3)
-    for name, rotation in {
-        "LeftArm": (0.3, 0.0, 0.3),
-        "LeftForeArm": (0.6, 0.0, 0.0),
-        "RightForeArm": (0.6, 0.0, 0.0),
-        "Spine1": (0.0, 0.3, 0.0),
-        "LeftLeg": (-0.5, 0.0, 0.0),
-        "RightUpLeg": (0.3, 0.0, 0.0),
-    }.items():
-        angles[0, body.bone_names.index(f"mixamorig:{name}")] = torch.tensor(rotation)
-    return skinning.axis_angle_to_matrix(angles)
-
-
 @dataclass(frozen=True)
 class Views:
     """Four photos (yaw 0/90/180/270) unposed with a fit of the wrong shape. Each photo's
@@ -53,8 +37,8 @@ class Views:
 
 
 @pytest.fixture(scope="module")
-def views(body) -> Views:
-    poses = bent_pose(body)
+def views(body, bent_pose) -> Views:
+    poses = bent_pose
     true_rest = body.rest(torch.tensor(TRUE_PHENOTYPE))
     fit_rest = body.rest(torch.tensor(FIT_PHENOTYPE))
     canonical_rotations = body.rest_pose_rotations(fit_rest, "a")
