@@ -45,8 +45,9 @@ def shade(
     if texture is not None and uv is not None:
         st = frags.interpolate(torch.as_tensor(uv, dtype=torch.float32), f)[frags.mask].numpy()
         size = texture.shape[0]
-        col = np.clip((st[:, 0] * (size - 1)).round().astype(int), 0, size - 1)
-        row = np.clip((st[:, 1] * (size - 1)).round().astype(int), 0, size - 1)
+        # Texel (i, j) covers uv [j / T, (j + 1) / T), as the baker has it.
+        col = np.clip(np.floor(st[:, 0] * size).astype(int), 0, size - 1)
+        row = np.clip(np.floor(st[:, 1] * size).astype(int), 0, size - 1)
         albedo = texture[row, col].astype(np.float32)
     elif colors is not None:
         albedo = frags.interpolate(torch.as_tensor(colors, dtype=torch.float32), f)[frags.mask]
