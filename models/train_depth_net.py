@@ -141,7 +141,7 @@ def train(args: argparse.Namespace) -> None:
     last = args.checkpoints / "last.pt"
     step = 0
     if last.exists():
-        state = torch.load(last, weights_only=False)
+        state = torch.load(last, weights_only=True)
         model.load_state_dict(state["model"])
         optimiser.load_state_dict(state["optimiser"])
         schedule.load_state_dict(state["schedule"])
@@ -190,7 +190,7 @@ def train(args: argparse.Namespace) -> None:
 def export(checkpoints: Path, path: Path = ONNX_PATH) -> None:
     """Write the model of `checkpoints/last.pt` to ONNX (batch axis dynamic) and its
     weights to `TORCH_PATH`."""
-    state = torch.load(checkpoints / "last.pt", weights_only=False)
+    state = torch.load(checkpoints / "last.pt", weights_only=True)
     model = DepthNet(**state["config"])
     model.load_state_dict(state["model"])
     model.eval()
