@@ -146,14 +146,7 @@ class MediaPipeDetector:
         padded = cv2.copyMakeBorder(
             image, top, top, side, side, cv2.BORDER_CONSTANT, value=(128, 128, 128)
         )
-        found = self._landmarks(padded, 0, 0, padded.shape[:2])
-        if found is None:
-            return None
-        keypoints = found.keypoints.copy()
-        keypoints[:, 0] -= side
-        keypoints[:, 1] -= top
-        mask = np.ascontiguousarray(found.mask[top : top + height, side : side + width])
-        return Perception(mask=mask, keypoints=keypoints, world_keypoints=found.world_keypoints)
+        return self._landmarks(padded, -side, -top, (height, width))
 
     def _landmarks_around(
         self, image: np.ndarray, u: float, v: float, radius: float
@@ -172,7 +165,8 @@ class MediaPipeDetector:
         self, image: np.ndarray, x0: int, y0: int, full: tuple[int, int]
     ) -> Perception | None:
         """Landmarker output on `image`, a window at (x0, y0) of a photo of size `full`
-        (H, W), as a Perception in the photo's pixels; None when nobody is there."""
+        (H, W), as a Perception in the photo's pixels; None when nobody is there. The window
+        may be larger than the photo (negative x0, y0)."""
         result = self._landmarker.process(image)
         if result.pose_landmarks is None:
             return None
@@ -195,7 +189,11 @@ class MediaPipeDetector:
             )
         mask = np.zeros(full, np.float32)
         if result.segmentation_mask is not None:
-            mask[y0 : y0 + height, x0 : x0 + width] = np.clip(result.segmentation_mask, 0, 1)
+            # The window may reach past the photo (the padded second try): keep the overlap.
+            top, left = max(y0, 0), max(x0, 0)
+            bottom, right = min(y0 + height, full[0]), min(x0 + width, full[1])
+            window = np.clip(result.segmentation_mask, 0, 1)
+            mask[top:bottom, left:right] = window[top - y0 : bottom - y0, left - x0 : right - x0]
         return Perception(mask=mask, keypoints=keypoints, world_keypoints=world)
 
 
