@@ -20,7 +20,6 @@ import os
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -28,20 +27,15 @@ import bpy
 
 from photo_avatar.core.avatar import Settings
 from photo_avatar.core.cli import write_sample
-from photo_avatar.core.progress import Progress
 from photo_avatar.operators import build
-from photo_avatar.operators.generate import BUILD_BUDGET, TIMER_SECONDS, Job, _run
+from photo_avatar.operators.generate import BUILD_BUDGET, TIMER_SECONDS, start_job
 
 CANCEL_STAGES = ("finding the person", "fitting the body", "predicting depth", "fusing")
 
 
 def one_run(photo: Path, preset: str, name: str) -> tuple[float, float, float]:
     """(longest timer event, blocking whole build, Generate-to-rig) in seconds."""
-    job = Job(Progress())
-    job.progress.callback = job.report
-    settings = Settings.from_preset(preset)
-    job.thread = threading.Thread(target=_run, args=(job, [photo], settings, 0), daemon=True)
-    job.thread.start()
+    job = start_job([photo], Settings.from_preset(preset), 0)
     builder = None
     while True:
         time.sleep(TIMER_SECONDS)
@@ -64,11 +58,7 @@ def one_run(photo: Path, preset: str, name: str) -> tuple[float, float, float]:
 
 def cancel_latency(photo: Path, preset: str, stage: str) -> float:
     """Seconds from Cancel (pressed during `stage`) until the worker has stopped."""
-    job = Job(Progress())
-    job.progress.callback = job.report
-    settings = Settings.from_preset(preset)
-    job.thread = threading.Thread(target=_run, args=(job, [photo], settings, 0), daemon=True)
-    job.thread.start()
+    job = start_job([photo], Settings.from_preset(preset), 0)
     while job.stage != stage and job.thread.is_alive():
         time.sleep(0.01)
     start = time.perf_counter()

@@ -102,6 +102,21 @@ def _run(job: Job, paths: list[Path], settings: Settings, threads: int) -> None:
         job.error = error
 
 
+def start_job(paths: list[Path], settings: Settings, threads: int) -> Job:
+    """Run the pipeline on `paths` in a worker thread; the job reports its progress and
+    cancels through `job.progress`."""
+    job = Job(Progress())
+    job.progress.callback = job.report
+    job.thread = threading.Thread(
+        target=_run,
+        args=(job, paths, settings, threads),
+        name="photo_avatar.generate",
+        daemon=True,
+    )
+    job.thread.start()
+    return job
+
+
 class PHOTO_AVATAR_OT_generate(bpy.types.Operator):
     """Make a rigged, textured avatar from the photos of the person"""
 
@@ -142,16 +157,7 @@ class PHOTO_AVATAR_OT_generate(bpy.types.Operator):
         except ValueError as error:
             self.report({"ERROR"}, str(error))
             return None
-        job = Job(Progress())
-        job.progress.callback = job.report
-        job.thread = threading.Thread(
-            target=_run,
-            args=(job, paths, settings, prefs.threads if prefs else 0),
-            name="photo_avatar.generate",
-            daemon=True,
-        )
-        job.thread.start()
-        return job
+        return start_job(paths, settings, prefs.threads if prefs else 0)
 
     def execute(self, context: bpy.types.Context) -> set[str]:
         """Blocking: for scripts and background mode."""

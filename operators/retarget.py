@@ -38,6 +38,11 @@ _DATA = (
 """The datablock kinds an importer may add."""
 
 _MOTIONS = {"walk": motions.walk, "dance": motions.dance}
+_MOTION_ITEMS = (
+    ("walk", "Walk", "A walk cycle, four strides"),
+    ("dance", "Light dance", "A light dance at 120 bpm, two bars"),
+)
+"""The built-in motions as enum items, for the operator and the panel's choice."""
 
 
 class RetargetError(Exception):
@@ -349,10 +354,7 @@ class PHOTO_AVATAR_PG_retarget(bpy.types.PropertyGroup):
     motion: EnumProperty(
         name="Motion",
         description="A motion made by Photo Avatar itself",
-        items=(
-            ("walk", "Walk", "A walk cycle, four strides"),
-            ("dance", "Light dance", "A light dance at 120 bpm, two bars"),
-        ),
+        items=_MOTION_ITEMS,
         default="walk",
     )
 
@@ -442,10 +444,7 @@ class PHOTO_AVATAR_OT_motion(_Guarded, bpy.types.Operator):
     motion: EnumProperty(
         name="Motion",
         description="The built-in motion to apply",
-        items=(
-            ("walk", "Walk", "A walk cycle, four strides"),
-            ("dance", "Light dance", "A light dance at 120 bpm, two bars"),
-        ),
+        items=_MOTION_ITEMS,
         default="walk",
     )
     target: StringProperty(

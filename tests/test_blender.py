@@ -227,21 +227,14 @@ def test_batch_writes_a_blend_with_the_avatar_and_refuses_bad_photos(scene, tmp_
 
 @pytest.mark.slow
 def test_cancel_during_a_run_stops_the_worker_and_adds_nothing(scene, tmp_path):
-    import threading
-
     from photo_avatar.core.avatar import Settings
     from photo_avatar.core.cli import write_sample
-    from photo_avatar.core.progress import Cancelled, Progress
+    from photo_avatar.core.progress import Cancelled
     from photo_avatar.operators import generate
 
     photo = write_sample(tmp_path / "sample.png")
     before = _datablocks()
-    job = generate.Job(Progress())
-    job.progress.callback = job.report
-    job.thread = threading.Thread(
-        target=generate._run, args=(job, [photo], Settings.from_preset("fast"), 0)
-    )
-    job.thread.start()
+    job = generate.start_job([photo], Settings.from_preset("fast"), 0)
     generate.running = job
     try:
         while job.stage != "fitting the body" and job.thread.is_alive():
