@@ -39,6 +39,8 @@ class Settings:
     voxel_size: float = 0.01
     """Fusion grid spacing in metres."""
     texture_size: int = 1024
+    refine_iterations: int = 80
+    """Steps of the forward-skinning refinement against the photos; 0 skips it."""
     use_network: bool = False
     """Refine the body prior's depth with network 1. Opt-in for now: on held-out synthetic
     people it halves the depth error, but on real photos it still roughens the surface
@@ -59,6 +61,7 @@ class Settings:
                 fit_iterations=150,
                 voxel_size=0.015,
                 texture_size=512,
+                refine_iterations=40,
             ),
             "default": {},
             "high": dict(
@@ -67,6 +70,7 @@ class Settings:
                 fit_iterations=500,
                 voxel_size=0.007,
                 texture_size=2048,
+                refine_iterations=150,
             ),
         }[name]
         return replace(Settings(preset=name), **{**values, **overrides})

@@ -29,6 +29,7 @@ from .fuse import fuse
 from .perceive import Detector, perceive
 from .photos import load_photos
 from .progress import Progress
+from .refine import refine
 from .texture import bake_texture
 
 log = logging.getLogger(__name__)
@@ -40,8 +41,9 @@ _STAGES = {
     "fit": (0.12, 0.40),
     "depth": (0.40, 0.50),
     "canonicalise": (0.50, 0.58),
-    "fuse": (0.58, 0.80),
-    "texture": (0.80, 1.00),
+    "fuse": (0.58, 0.72),
+    "refine": (0.72, 0.84),
+    "texture": (0.84, 1.00),
 }
 
 
@@ -127,6 +129,13 @@ def generate(
 
     with stage("fuse") as p:
         fused = fuse(surfaces, body, canonical.vertices[0].detach().numpy(), settings, p)
+
+    with stage("refine") as p:
+        if settings.refine_iterations > 0:
+            refined = refine(
+                fused, body, fit, canonical_rotations, perceptions, depths, settings, p
+            )
+            fused, fit = refined.mesh, refined.fit
 
     with stage("texture") as p:
         photo_matrices = _photo_bone_matrices(body, rest, fit)

@@ -58,9 +58,9 @@ def forward_kinematics(
         else:
             # The child keeps its rest offset from the parent, then turns by its own rotation.
             relative = torch.linalg.solve(rest_matrices[:, p], rest_matrices[:, j])
-            relative = relative.clone()
-            relative[:, :3, :3] = relative[:, :3, :3] @ local_rotations[:, j]
-            posed.append(posed[p] @ relative)
+            turned = torch.cat([relative[:, :3, :3] @ local_rotations[:, j],
+                                relative[:, :3, 3:]], dim=-1)  # fmt: skip
+            posed.append(posed[p] @ torch.cat([turned, relative[:, 3:]], dim=-2))
     return torch.stack(posed, dim=1)
 
 

@@ -1,0 +1,264 @@
+"""Refine: pose the fused canonical mesh back into every photo by forward skinning and
+correct it until it agrees with all of them.
+
+Unknowns: one offset per canonical vertex (shared by all photos) and, per photo, a small
+rotation correction of every bone and a small shift of the person in the camera. Terms per
+photo, all projection-based (the body fit's robust silhouette costs, and visibility from our
+rasteriser refreshed every few steps; no soft rasteriser, so a step costs tens of
+milliseconds on the CPU): vertices outside the mask, mask the mesh does not reach, and the
+depth of the vertices the photo sees against its front depth map. Shared: the offsets'
+Laplacian (smooth corrections, even triangles), normal consistency of adjacent faces, and
+the pose corrections held near zero.
+
+Why this helps several photos: each photo's pose comes from its own fit, and a few degrees
+off in one photo blur the fused surface; the corrections let every photo agree on one
+canonical shape, and the silhouettes of all photos then carve it like a visual hull.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, replace
+
+import numpy as np
+import scipy.sparse
+import torch
+import torch.nn.functional as F
+import trimesh
+
+from . import skinning
+from .avatar import BodyFit, DepthMaps, Perception, Settings
+from .body_model import BodyModel
+from .camera import project_camera_points
+from .fit_losses import REFERENCE_SIDE, geman_mcclure, silhouette_loss, silhouette_target
+from .fuse import FusedMesh, transfer_weights
+from .progress import Progress
+from .raster import rasterize
+
+log = logging.getLogger(__name__)
+
+WEIGHTS = {
+    "inside": 1.0,
+    "coverage": 1.0,
+    "depth": 0.3,
+    "laplacian": 4e6,
+    "normals": 30.0,
+    "pose": 300.0,
+    "shift": 3e4,
+}
+"""Loss weights: image terms in reference pixels², Laplacian in metres², pose in radians²,
+shift in metres²."""
+SILHOUETTE_SIGMA = 10.0
+"""Reference pixels beyond which a silhouette residual counts as an outlier."""
+DEPTH_SIGMA = 6.0
+"""Reference pixels (depth residual seen at the vertex's distance) for the depth term."""
+VISIBILITY_REFRESH = 10
+"""Steps between re-rasterisations that decide which vertices each photo sees."""
+VISIBLE_SLACK = 0.01
+"""Metres a vertex may lie behind the rendered front surface and still count as seen."""
+LEARNING_RATES = {"offsets": 1.5e-3, "pose": 4e-3, "shift": 1e-3}
+
+
+@dataclass(frozen=True)
+class Refined:
+    """The refined canonical mesh and the corrected fit.
+
+    mesh: the fused mesh with its vertices moved and its weights re-derived for the final
+    surface; fit: the input fit with each photo's pose and camera corrected.
+    """
+
+    mesh: FusedMesh
+    fit: BodyFit
+    loss_before: float
+    loss_after: float
+
+
+def refine(
+    fused: FusedMesh,
+    body: BodyModel,
+    fit: BodyFit,
+    canonical_rotations: torch.Tensor,
+    perceptions: list[Perception],
+    depths: list[DepthMaps],
+    settings: Settings,
+    progress: Progress | None = None,
+) -> Refined:
+    """Forward-skinning refinement of the fused canonical mesh against every photo.
+
+    canonical_rotations: (1, J, 3, 3) local rotations of the canonical pose (A or T) that
+    the fused mesh stands in; perceptions and depths: one per photo, in the working crops
+    that `fit.cameras` see.
+    """
+    progress = progress or Progress()
+    steps = settings.refine_iterations
+    device = torch.device("cpu")
+    rest = body.rest(torch.as_tensor(fit.phenotype, dtype=torch.float32))
+    rest_frames = rest.bone_matrices.detach()
+    canonical = skinning.forward_kinematics(rest_frames, body.parents, canonical_rotations)
+    canonical = canonical.detach()
+    poses = torch.as_tensor(fit.poses, dtype=torch.float32)
+    count = len(perceptions)
+
+    vertices = torch.as_tensor(fused.vertices, dtype=torch.float32, device=device)
+    faces = torch.as_tensor(fused.faces, dtype=torch.long)
+    influence, share = _sparse_weights(fused.weights, settings.max_influences)
+    laplacian = _uniform_laplacian(fused.faces, len(fused.vertices))
+    mesh = trimesh.Trimesh(fused.vertices, fused.faces, process=False)
+    pairs = torch.as_tensor(np.array(mesh.face_adjacency), dtype=torch.long)
+    photos = [_PhotoTerms.build(p, d, fit.cameras[i], i) for i, (p, d) in
+              enumerate(zip(perceptions, depths, strict=True))]  # fmt: skip
+
+    offsets = torch.zeros_like(vertices, requires_grad=True)
+    turns = torch.zeros(count, len(body.parents), 3, requires_grad=True)
+    shifts = torch.zeros(count, 3, requires_grad=True)
+    optimiser = torch.optim.Adam(
+        [
+            {"params": [offsets], "lr": LEARNING_RATES["offsets"]},
+            {"params": [turns], "lr": LEARNING_RATES["pose"]},
+            {"params": [shifts], "lr": LEARNING_RATES["shift"]},
+        ]
+    )
+
+    def posed_in_photos() -> torch.Tensor:
+        """(N, V, 3) the corrected mesh in every photo's camera space."""
+        corrected = poses @ skinning.axis_angle_to_matrix(turns)
+        frames = skinning.forward_kinematics(rest_frames.expand(count, -1, -1, -1),
+                                             body.parents, corrected)  # fmt: skip
+        transforms = skinning.skinning_transforms(frames, canonical.expand_as(frames))
+        blended = (transforms[:, influence] * share[None, ..., None, None]).sum(2)
+        points = vertices + offsets
+        world = (blended[..., :3, :3] @ points[None, ..., None])[..., 0] + blended[..., :3, 3]
+        return torch.stack([ph.to_camera(world[i]) + shifts[i] for i, ph in enumerate(photos)])
+
+    first = last = 0.0
+    for step in range(steps):
+        if step % VISIBILITY_REFRESH == 0:
+            progress.step("refining against the photos", step / max(steps, 1))
+            with torch.no_grad():
+                cam = posed_in_photos()
+            visible = [ph.visible(cam[i], fused.faces) for i, ph in enumerate(photos)]
+        optimiser.zero_grad()
+        cam = posed_in_photos()
+        image = (
+            sum((ph.loss(cam[i], visible[i]) for i, ph in enumerate(photos)), torch.zeros(()))
+            / count
+        )
+        points = vertices + offsets
+        smooth = (torch.sparse.mm(laplacian, offsets) ** 2).sum(1).mean()
+        normals = _face_normals(points, faces)
+        folds = (1 - (normals[pairs[:, 0]] * normals[pairs[:, 1]]).sum(1)).mean()
+        loss = (
+            image
+            + WEIGHTS["laplacian"] * smooth
+            + WEIGHTS["normals"] * folds
+            + WEIGHTS["pose"] * (turns**2).sum(-1).mean()
+            + WEIGHTS["shift"] * (shifts**2).sum(-1).mean()
+        )
+        loss.backward()
+        optimiser.step()
+        if step == 0:
+            first = float(image.detach())
+        last = float(image.detach())
+    progress.step("refining against the photos", 1.0)
+    log.info("refinement: image loss %.2f -> %.2f in %d steps", first, last, steps)
+
+    moved = (vertices + offsets).detach().numpy()
+    body_canonical = body.pose(rest, canonical_rotations).vertices[0].detach().numpy()
+    weights = transfer_weights(moved, fused.faces, body_canonical,
+                               body.skin_weights.numpy(), settings.max_influences)  # fmt: skip
+    corrected = (poses @ skinning.axis_angle_to_matrix(turns)).detach().numpy()
+    cameras = [
+        replace(c, translation=(c.translation + shifts[i].detach().numpy()).astype(np.float32))
+        for i, c in enumerate(fit.cameras)
+    ]
+    return Refined(
+        FusedMesh(moved.astype(np.float32), fused.faces, weights),
+        replace(fit, poses=corrected.astype(np.float32), cameras=cameras),
+        first,
+        last,
+    )
+
+
+@dataclass
+class _PhotoTerms:
+    """One photo's targets: camera, silhouette, front depth, in reference pixels."""
+
+    rotation: torch.Tensor
+    translation: torch.Tensor
+    camera: object
+    scale: float
+    silhouette: object
+    front: torch.Tensor
+    """(1, 1, H, W) front depth in metres, 0 where the photo has none."""
+
+    @staticmethod
+    def build(perception: Perception, depth: DepthMaps, camera, index: int) -> _PhotoTerms:
+        scale = REFERENCE_SIDE / max(camera.height, camera.width)
+        front = np.where(np.isfinite(depth.front) & depth.mask, depth.front, 0.0)
+        return _PhotoTerms(
+            torch.as_tensor(camera.rotation, dtype=torch.float32),
+            torch.as_tensor(camera.translation, dtype=torch.float32),
+            camera,
+            scale,
+            silhouette_target(perception.mask, scale, seed=index),
+            torch.as_tensor(front, dtype=torch.float32)[None, None],
+        )
+
+    def to_camera(self, world: torch.Tensor) -> torch.Tensor:
+        return world @ self.rotation.T + self.translation
+
+    def visible(self, cam: torch.Tensor, faces: np.ndarray) -> torch.Tensor:
+        """(V,) bool: vertices this photo sees (in front of the rendered surface)."""
+        screen = project_camera_points(cam, self.camera)
+        shown = rasterize(screen, torch.as_tensor(faces), self.camera.height,
+                          self.camera.width).depth  # fmt: skip
+        u = screen[:, 0].round().long().clamp(0, self.camera.width - 1)
+        v = screen[:, 1].round().long().clamp(0, self.camera.height - 1)
+        return cam[:, 2] <= shown[v, u] + VISIBLE_SLACK
+
+    def loss(self, cam: torch.Tensor, visible: torch.Tensor) -> torch.Tensor:
+        screen = project_camera_points(cam, self.camera)
+        pixels = screen[:, :2] * self.scale
+        inside, coverage = silhouette_loss(pixels, self.silhouette, SILHOUETTE_SIGMA)
+        height, width = self.front.shape[-2:]
+        size = torch.tensor([width - 1, height - 1], dtype=cam.dtype)
+        grid = (2 * screen[visible, :2] / size - 1)[None, None]
+        target = F.grid_sample(self.front, grid, mode="nearest", align_corners=True)[0, 0, 0]
+        known = target > 0
+        z = cam[visible, 2][known]
+        residual = (z - target[known]) * self.camera.fx * self.scale / z
+        depth = geman_mcclure(residual**2, DEPTH_SIGMA).mean() if known.any() else 0.0
+        return (
+            WEIGHTS["inside"] * inside + WEIGHTS["coverage"] * coverage + WEIGHTS["depth"] * depth
+        )
+
+
+def _sparse_weights(weights: np.ndarray, influences: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(V, J) weights -> the `influences` largest per vertex: bone indices (V, K) long and
+    their weights (V, K) float32, renormalised."""
+    index = np.argsort(-weights, axis=1)[:, :influences]
+    share = np.take_along_axis(weights, index, axis=1)
+    share = share / share.sum(1, keepdims=True)
+    return torch.as_tensor(index, dtype=torch.long), torch.as_tensor(share, dtype=torch.float32)
+
+
+def _uniform_laplacian(faces: np.ndarray, count: int) -> torch.Tensor:
+    """(V, V) sparse uniform Laplacian: each vertex minus the mean of its neighbours."""
+    edges = np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]])
+    edges = np.unique(np.sort(np.concatenate([edges, edges[:, ::-1]]), axis=1), axis=0)
+    both = np.concatenate([edges, edges[:, ::-1]])
+    adjacency = scipy.sparse.coo_matrix(
+        (np.ones(len(both)), (both[:, 0], both[:, 1])), shape=(count, count)
+    ).tocsr()
+    degree = np.asarray(adjacency.sum(1)).ravel()
+    mean = scipy.sparse.diags(1.0 / np.maximum(degree, 1)) @ adjacency
+    lap = (scipy.sparse.eye(count) - mean).tocoo()
+    index = torch.as_tensor(np.stack([lap.row, lap.col]), dtype=torch.long)
+    values = torch.as_tensor(lap.data, dtype=torch.float32)
+    return torch.sparse_coo_tensor(index, values, (count, count), check_invariants=True)
+
+
+def _face_normals(vertices: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
+    """(F, 3) unit face normals."""
+    tri = vertices[faces]
+    return F.normalize(torch.linalg.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), dim=-1)

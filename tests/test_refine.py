@@ -1,0 +1,120 @@
+"""Forward-skinning refinement: a canonical mesh of the wrong shape, fitted with a pose
+error, posed back into two photos and corrected until it lands on their silhouettes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+import pytest
+import torch
+
+from photo_avatar.core import skinning
+from photo_avatar.core.avatar import BodyFit, Perception, Photo, Settings
+from photo_avatar.core.body_prior import body_prior_depth
+from photo_avatar.core.camera import Camera
+from photo_avatar.core.fuse import FusedMesh, transfer_weights
+from photo_avatar.core.metrics import mask_iou, surface_scores
+from photo_avatar.core.raster import render_depth
+from photo_avatar.core.refine import Refined, refine
+
+SIDE = 256
+SETTINGS = Settings(refine_iterations=40)
+TRUE_PHENOTYPE = [[0.5, 0.5, 1.0, 1.0, 0.5, 0.5]]
+FIT_PHENOTYPE = [[0.5, 0.5, 0.0, 0.0, 0.5, 0.5]]
+"""The photographed person is muscular and heavy, the fitted body slight."""
+FOREARM_ERROR = 0.25
+"""Radians the fit got the left forearm wrong by, in both photos."""
+
+
+@dataclass(frozen=True)
+class Case:
+    fused: FusedMesh
+    fit: BodyFit
+    masks: list[np.ndarray]
+    truth: np.ndarray
+    """(V, 3) the true posed body, world."""
+    refined: Refined
+
+
+def posed(body, fit: BodyFit, mesh: FusedMesh, canonical_frames, index: int) -> np.ndarray:
+    """(V, 3) the canonical mesh in photo `index`'s pose, world."""
+    rest = body.rest(torch.as_tensor(fit.phenotype))
+    frames = skinning.forward_kinematics(
+        rest.bone_matrices, body.parents, torch.as_tensor(fit.poses[index : index + 1])
+    )
+    transforms = skinning.skinning_transforms(frames, canonical_frames)
+    return skinning.forward_skin(
+        torch.as_tensor(mesh.vertices), torch.as_tensor(mesh.weights), transforms
+    )[0].numpy()
+
+
+@pytest.fixture(scope="module")
+def case(body, bent_pose) -> Case:
+    true_rest = body.rest(torch.tensor(TRUE_PHENOTYPE))
+    truth = body.pose(true_rest, bent_pose).vertices[0]
+    fit_rest = body.rest(torch.tensor(FIT_PHENOTYPE))
+    error = torch.zeros(1, len(body.bone_names), 3)
+    error[0, body.bone_names.index("mixamorig:LeftForeArm"), 0] = FOREARM_ERROR
+    poses = (bent_pose @ skinning.axis_angle_to_matrix(error)).expand(2, -1, -1, -1)
+    cameras = [Camera.looking_at_person(SIDE, SIDE, yaw, 3.0) for yaw in (0.0, 90.0)]
+    fit = BodyFit("mixamo", np.array(FIT_PHENOTYPE, np.float32), poses.numpy(), cameras)
+    perceptions, depths, masks = [], [], []
+    for i, camera in enumerate(cameras):
+        render = render_depth(camera, truth, body.faces)
+        mask = render.mask
+        perception = Perception(mask.astype(np.float32), np.zeros((33, 3), np.float32))
+        photo = Photo(f"photo {i}", np.zeros((SIDE, SIDE, 3), np.uint8))
+        prior = body_prior_depth(photo, perception, fit, i, body)
+        front = np.where(prior.mask, render.front.depth.numpy(), np.inf).astype(np.float32)
+        depths.append(replace(prior, front=front))
+        perceptions.append(perception)
+        masks.append(mask)
+    canonical_rotations = body.rest_pose_rotations(fit_rest, "a")
+    canonical = body.pose(fit_rest, canonical_rotations)
+    vertices = canonical.vertices[0].numpy()
+    weights = transfer_weights(vertices, body.faces, vertices, body.skin_weights.numpy(), 4)
+    fused = FusedMesh(vertices, np.asarray(body.faces, np.int32), weights)
+    refined = refine(fused, body, fit, canonical_rotations, perceptions, depths, SETTINGS)
+    return Case(fused, fit, masks, truth.numpy(), refined)
+
+
+def _ious(body, case: Case, mesh: FusedMesh, fit: BodyFit) -> list[float]:
+    fit_rest = body.rest(torch.as_tensor(fit.phenotype))
+    frames = body.pose(fit_rest, body.rest_pose_rotations(fit_rest, "a")).bone_matrices
+    ious = []
+    for i, mask in enumerate(case.masks):
+        vertices = posed(body, fit, mesh, frames, i)
+        ious.append(mask_iou(render_depth(fit.cameras[i], vertices, mesh.faces).mask, mask))
+    return ious
+
+
+def test_refined_avatar_lands_on_every_silhouette(body, case):
+    before = _ious(body, case, case.fused, case.fit)
+    after = _ious(body, case, case.refined.mesh, case.refined.fit)
+    assert min(after) > 0.88, (before, after)
+    assert np.mean(after) > np.mean(before) + 0.08, (before, after)
+    assert case.refined.loss_after < case.refined.loss_before
+
+
+def test_refinement_corrects_the_pose_and_the_shape(body, case):
+    fit_rest = body.rest(torch.as_tensor(case.fit.phenotype))
+    frames = body.pose(fit_rest, body.rest_pose_rotations(fit_rest, "a")).bone_matrices
+    truth_faces = np.asarray(body.faces)
+
+    def chamfer(mesh: FusedMesh, fit: BodyFit) -> float:
+        vertices = posed(body, fit, mesh, frames, 0)
+        return surface_scores(vertices, mesh.faces, case.truth, truth_faces).chamfer_cm
+
+    assert chamfer(case.refined.mesh, case.refined.fit) < 0.8 * chamfer(case.fused, case.fit)
+    forearm = body.bone_names.index("mixamorig:LeftForeArm")
+    turn = np.linalg.inv(case.fit.poses[:, forearm]) @ case.refined.fit.poses[:, forearm]
+    angle = skinning.matrix_to_axis_angle(torch.as_tensor(turn)).numpy()
+    assert (angle[:, 0] < -0.05).all(), angle  # turned back towards the truth
+
+
+def test_refined_weights_are_normalised_and_sparse(case):
+    weights = case.refined.mesh.weights
+    np.testing.assert_allclose(weights.sum(1), 1.0, atol=1e-5)
+    assert ((weights > 0).sum(1) <= SETTINGS.max_influences).all()
+    assert np.isfinite(case.refined.mesh.vertices).all()
