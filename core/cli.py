@@ -46,6 +46,8 @@ def _parser() -> argparse.ArgumentParser:
         help="refine the depth with network 1 (better on synthetic people, rougher on real "
         "photos for now)",
     )  # fmt: skip
+    gen.add_argument("--no-refine", action="store_true",
+                     help="skip the forward-skinning refinement against the photos")  # fmt: skip
     gen.add_argument("--report", type=Path, help="folder for a PNG contact sheet of the run")
     gen.add_argument("--quiet", action="store_true", help="no progress bar")
     sample = sub.add_parser("sample", help="write the synthetic sample photo")
@@ -110,6 +112,8 @@ def _generate(args: argparse.Namespace) -> int:
         overrides["smplx_folder"] = str(args.smplx_folder)
     if args.triangles:
         overrides["triangles"] = args.triangles
+    if args.no_refine:
+        overrides["refine_iterations"] = 0
     settings = Settings.from_preset(args.preset, **overrides)
     run = generate(photos, settings, _progress_bar(args.quiet))
     if not args.quiet:

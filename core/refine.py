@@ -54,8 +54,12 @@ DEPTH_SIGMA = 6.0
 """Reference pixels (depth residual seen at the vertex's distance) for the depth term."""
 VISIBILITY_REFRESH = 10
 """Steps between re-rasterisations that decide which vertices each photo sees."""
+VISIBILITY_SCALE = 0.5
+"""Visibility is decided on a depth render at this fraction of the working crop's size."""
 VISIBLE_SLACK = 0.01
 """Metres a vertex may lie behind the rendered front surface and still count as seen."""
+SPREAD_STEPS = 6
+"""Rings of neighbours each raw offset is spread over (see `refine.smoothed`)."""
 LEARNING_RATES = {"offsets": 1.5e-3, "pose": 4e-3, "shift": 1e-3}
 
 
@@ -102,24 +106,32 @@ def refine(
     vertices = torch.as_tensor(fused.vertices, dtype=torch.float32, device=device)
     faces = torch.as_tensor(fused.faces, dtype=torch.long)
     influence, share = _sparse_weights(fused.weights, settings.max_influences)
-    laplacian = _uniform_laplacian(fused.faces, len(fused.vertices))
+    laplacian, spread = _mesh_operators(fused.faces, len(fused.vertices))
     mesh = trimesh.Trimesh(fused.vertices, fused.faces, process=False)
     pairs = torch.as_tensor(np.array(mesh.face_adjacency), dtype=torch.long)
     photos = [_PhotoTerms.build(p, d, fit.cameras[i], i) for i, (p, d) in
               enumerate(zip(perceptions, depths, strict=True))]  # fmt: skip
 
-    offsets = torch.zeros_like(vertices, requires_grad=True)
+    raw = torch.zeros_like(vertices, requires_grad=True)
     turns = torch.zeros(count, len(body.parents), 3, requires_grad=True)
     shifts = torch.zeros(count, 3, requires_grad=True)
     optimiser = torch.optim.Adam(
         [
-            {"params": [offsets], "lr": LEARNING_RATES["offsets"]},
+            {"params": [raw], "lr": LEARNING_RATES["offsets"]},
             {"params": [turns], "lr": LEARNING_RATES["pose"]},
             {"params": [shifts], "lr": LEARNING_RATES["shift"]},
         ]
     )
 
-    def posed_in_photos() -> torch.Tensor:
+    def smoothed() -> torch.Tensor:
+        """(V, 3) the offsets: the raw unknowns spread over a few rings of neighbours, so
+        that no step can pull out a single vertex (a spike) however a term pulls on it."""
+        offsets = raw
+        for _ in range(SPREAD_STEPS):
+            offsets = torch.sparse.mm(spread, offsets)
+        return offsets
+
+    def posed_in_photos(offsets: torch.Tensor) -> torch.Tensor:
         """(N, V, 3) the corrected mesh in every photo's camera space."""
         corrected = poses @ skinning.axis_angle_to_matrix(turns)
         frames = skinning.forward_kinematics(rest_frames.expand(count, -1, -1, -1),
@@ -135,10 +147,11 @@ def refine(
         if step % VISIBILITY_REFRESH == 0:
             progress.step("refining against the photos", step / max(steps, 1))
             with torch.no_grad():
-                cam = posed_in_photos()
+                cam = posed_in_photos(smoothed())
             visible = [ph.visible(cam[i], fused.faces) for i, ph in enumerate(photos)]
         optimiser.zero_grad()
-        cam = posed_in_photos()
+        offsets = smoothed()
+        cam = posed_in_photos(offsets)
         image = (
             sum((ph.loss(cam[i], visible[i]) for i, ph in enumerate(photos)), torch.zeros(()))
             / count
@@ -162,7 +175,10 @@ def refine(
     progress.step("refining against the photos", 1.0)
     log.info("refinement: image loss %.2f -> %.2f in %d steps", first, last, steps)
 
-    moved = (vertices + offsets).detach().numpy()
+    with torch.no_grad():
+        moved = (vertices + smoothed()).numpy()
+    log.info("refinement moved vertices by %.1f mm at most", 1e3 * float(
+        np.linalg.norm(moved - fused.vertices, axis=1).max()))  # fmt: skip
     body_canonical = body.pose(rest, canonical_rotations).vertices[0].detach().numpy()
     weights = transfer_weights(moved, fused.faces, body_canonical,
                                body.skin_weights.numpy(), settings.max_influences)  # fmt: skip
@@ -209,11 +225,11 @@ class _PhotoTerms:
 
     def visible(self, cam: torch.Tensor, faces: np.ndarray) -> torch.Tensor:
         """(V,) bool: vertices this photo sees (in front of the rendered surface)."""
-        screen = project_camera_points(cam, self.camera)
-        shown = rasterize(screen, torch.as_tensor(faces), self.camera.height,
-                          self.camera.width).depth  # fmt: skip
-        u = screen[:, 0].round().long().clamp(0, self.camera.width - 1)
-        v = screen[:, 1].round().long().clamp(0, self.camera.height - 1)
+        small = self.camera.scaled(VISIBILITY_SCALE)
+        screen = project_camera_points(cam, small)
+        shown = rasterize(screen, torch.as_tensor(faces), small.height, small.width).depth
+        u = screen[:, 0].round().long().clamp(0, small.width - 1)
+        v = screen[:, 1].round().long().clamp(0, small.height - 1)
         return cam[:, 2] <= shown[v, u] + VISIBLE_SLACK
 
     def loss(self, cam: torch.Tensor, visible: torch.Tensor) -> torch.Tensor:
@@ -242,20 +258,27 @@ def _sparse_weights(weights: np.ndarray, influences: int) -> tuple[torch.Tensor,
     return torch.as_tensor(index, dtype=torch.long), torch.as_tensor(share, dtype=torch.float32)
 
 
-def _uniform_laplacian(faces: np.ndarray, count: int) -> torch.Tensor:
-    """(V, V) sparse uniform Laplacian: each vertex minus the mean of its neighbours."""
+def _mesh_operators(faces: np.ndarray, count: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(V, V) sparse uniform Laplacian (each vertex minus the mean of its neighbours) and
+    spreading operator (the mean over a vertex and its neighbours)."""
     edges = np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]])
-    edges = np.unique(np.sort(np.concatenate([edges, edges[:, ::-1]]), axis=1), axis=0)
+    edges = np.unique(np.sort(edges, axis=1), axis=0)
     both = np.concatenate([edges, edges[:, ::-1]])
     adjacency = scipy.sparse.coo_matrix(
         (np.ones(len(both)), (both[:, 0], both[:, 1])), shape=(count, count)
     ).tocsr()
     degree = np.asarray(adjacency.sum(1)).ravel()
-    mean = scipy.sparse.diags(1.0 / np.maximum(degree, 1)) @ adjacency
-    lap = (scipy.sparse.eye(count) - mean).tocoo()
-    index = torch.as_tensor(np.stack([lap.row, lap.col]), dtype=torch.long)
-    values = torch.as_tensor(lap.data, dtype=torch.float32)
-    return torch.sparse_coo_tensor(index, values, (count, count), check_invariants=True)
+    eye = scipy.sparse.eye(count)
+    laplacian = eye - scipy.sparse.diags(1.0 / np.maximum(degree, 1)) @ adjacency
+    spread = scipy.sparse.diags(1.0 / (degree + 1)) @ (adjacency + eye)
+    return _torch_sparse(laplacian), _torch_sparse(spread)
+
+
+def _torch_sparse(matrix: scipy.sparse.spmatrix) -> torch.Tensor:
+    coo = matrix.tocoo()
+    index = torch.as_tensor(np.stack([coo.row, coo.col]), dtype=torch.long)
+    values = torch.as_tensor(coo.data, dtype=torch.float32)
+    return torch.sparse_coo_tensor(index, values, coo.shape, check_invariants=True).coalesce()
 
 
 def _face_normals(vertices: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
