@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -96,3 +97,27 @@ def test_network_refines_the_depth_and_the_avatar_still_lands(run, shot):
     mask = render_depth(refined.avatar.cameras[0], verts, refined.avatar.faces).mask
     assert mask_iou(mask, shot.mask) > 0.85
     assert np.allclose(refined.avatar.weights.sum(1), 1.0, atol=1e-4)
+
+
+def test_two_photos_are_refined_and_land_on_both_silhouettes():
+    person = make_person(seed=3, garment="loose_top")
+    front = sample_cameras(1, seed=3)[0]
+    shots = [
+        render_photo(person, replace(front, rotation=front.rotation @ _yaw(deg)), seed=k)
+        for k, deg in enumerate((-25.0, 25.0))
+    ]
+    photos = [Photo(f"synthetic_{k}.png", s.image) for k, s in enumerate(shots)]
+    run = generate(photos, Settings.from_preset("fast"))
+    assert run.seconds["refine"] > 0.1  # it ran
+    for k, shot in enumerate(shots):
+        verts = posed_vertices(run.avatar, k)
+        mask = render_depth(run.avatar.cameras[k], verts, run.avatar.faces).mask
+        assert mask_iou(mask, shot.mask) > 0.88
+
+
+def _yaw(degrees: float) -> np.ndarray:
+    """(3, 3) a turn of the world about Z (the person turning in place)."""
+    a = np.radians(degrees)
+    return np.array(
+        [[np.cos(a), -np.sin(a), 0.0], [np.sin(a), np.cos(a), 0.0], [0.0, 0.0, 1.0]], np.float32
+    )
