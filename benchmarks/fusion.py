@@ -124,11 +124,14 @@ def main() -> None:
     parser.add_argument("--preset", help="pipeline preset (default: default, quick: fast)")
     parser.add_argument("--views", type=int, nargs="+", help="photos per run")
     parser.add_argument("--detector", action="store_true", help="MediaPipe, not the truth")
+    parser.add_argument("--network", action="store_true", help="refine depth with network 1")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     people = args.people or (3 if args.quick else 10)
     views_list = args.views or ([2, 4] if args.quick else [1, 2, 4, 8])
-    settings = Settings.from_preset(args.preset or ("fast" if args.quick else "default"))
+    settings = Settings.from_preset(
+        args.preset or ("fast" if args.quick else "default"), use_network=args.network
+    )
     variants = {"on": settings, "off": replace(settings, refine_iterations=0)}
     medians: dict[tuple[int, str], dict[str, float]] = {}
     failures: dict[int, int] = defaultdict(int)

@@ -13,6 +13,7 @@ carried over to it.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import fast_simplification
@@ -26,6 +27,7 @@ from skimage.measure import marching_cubes
 from .avatar import Settings
 from .body_model import BodyModel
 from .canonicalise import CanonicalSurface
+from .carve import PhotoView, photo_votes, voxel_weights
 from .progress import Progress
 
 log = logging.getLogger(__name__)
@@ -72,11 +74,14 @@ def fuse(
     canonical_rest_vertices: np.ndarray,
     settings: Settings,
     progress: Progress,
+    views: Sequence[PhotoView] = (),
 ) -> FusedMesh:
     """Fuse the photos' canonical surfaces into one watertight skinned mesh.
 
     canonical_rest_vertices: (V, 3) the fitted body in the canonical pose (its faces are
     `body.faces`), the prior where the photos say nothing and the source of the weights.
+    views: the photos themselves, whose forward votes (`carve`) settle what torn surfaces
+    leave open; none fuses the surfaces alone.
     """
     spacing = settings.voxel_size
     truncation = TRUNCATION_VOXELS * spacing
@@ -98,7 +103,7 @@ def fuse(
     seen = np.zeros(shape, dtype=bool)
     deep = body_sdf < -2 * truncation
     for i, surface in enumerate(surfaces):
-        progress.step("fusing", 0.1 + 0.5 * i / len(surfaces))
+        progress.step("fusing", 0.1 + 0.3 * i / len(surfaces))
         if len(surface.faces) == 0:
             log.warning("photo %d gave no surface to fuse", i)
             continue
@@ -113,6 +118,24 @@ def fuse(
         total += w * sdf
         weight += w
         seen[near] = True
+    if views:
+        candidates = np.argwhere(body_sdf < SPIKE_MARGIN)
+        points = (origin + candidates * spacing).astype(np.float32)
+        index, share = voxel_weights(
+            points, body_vertices, body.skin_weights.numpy(), settings.max_influences
+        )
+        cells = tuple(candidates.T)
+        skin = body.skin_weights.numpy()
+        for i, view in enumerate(views):
+            progress.step("fusing", 0.4 + 0.2 * i / len(views))
+            blended = np.einsum("bj,jrc->brc", skin, view.transforms)
+            posed_body = np.einsum("brc,bc->br", blended[:, :3, :3], body_vertices)
+            posed_body += blended[:, :3, 3]
+            signed, w = photo_votes(
+                points, index, share, view, truncation, body_sdf[cells], posed_body
+            )
+            total[cells] += w * signed
+            weight[cells] += w
     values = total / weight
     values[~seen & (body_sdf > SPIKE_MARGIN)] = truncation
     values[[0, -1]] = values[:, [0, -1]] = values[:, :, [0, -1]] = truncation

@@ -23,6 +23,7 @@ from .avatar import Avatar, BodyFit, DepthMaps, Perception, Photo, Settings
 from .body_model import BodyModel, load_body_model
 from .body_prior import body_prior_depth
 from .canonicalise import canonical_surface
+from .carve import PhotoView
 from .crop import crop_to_person
 from .fit import fit_body
 from .fuse import fuse
@@ -128,7 +129,11 @@ def generate(
             surfaces.append(canonical_surface(depth, fit, i, body, canonical_rotations))
 
     with stage("fuse") as p:
-        fused = fuse(surfaces, body, canonical.vertices[0].detach().numpy(), settings, p)
+        views = [
+            PhotoView(depth, transform)
+            for depth, transform in zip(depths, _to_photos(body, rest, canonical, fit), strict=True)
+        ]
+        fused = fuse(surfaces, body, canonical.vertices[0].detach().numpy(), settings, p, views)
 
     with stage("refine") as p:
         if settings.refine_iterations > 0:
@@ -139,12 +144,9 @@ def generate(
 
     with stage("texture") as p:
         photo_matrices = _photo_bone_matrices(body, rest, fit)
-        to_photo = skinning.skinning_transforms(
-            photo_matrices, canonical.bone_matrices.expand_as(photo_matrices)
-        )
         texture = bake_texture(
             fused.vertices, fused.faces, fused.weights, photos,
-            [t.detach().numpy() for t in to_photo], fit.cameras, settings.texture_size, p,
+            _to_photos(body, rest, canonical, fit), fit.cameras, settings.texture_size, p,
         )  # fmt: skip
         cameras = [restore(cam) for restore, cam in zip(uncrop, fit.cameras, strict=True)]
         avatar = _assemble(
@@ -153,6 +155,13 @@ def generate(
     progress.step("done", 1.0)
     log.info("avatar ready: %s", ", ".join(f"{k} {v:.1f} s" for k, v in seconds.items()))
     return Reconstruction(body, photos, perceptions, fit, depths, avatar, seconds)
+
+
+def _to_photos(body: BodyModel, rest, canonical, fit: BodyFit) -> list[np.ndarray]:
+    """Per photo, the (J, 4, 4) transforms that pose the canonical body as in that photo."""
+    matrices = _photo_bone_matrices(body, rest, fit)
+    to_photo = skinning.skinning_transforms(matrices, canonical.bone_matrices.expand_as(matrices))
+    return [t.detach().numpy() for t in to_photo]
 
 
 def _photo_bone_matrices(body: BodyModel, rest, fit: BodyFit) -> torch.Tensor:
