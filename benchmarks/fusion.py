@@ -26,16 +26,16 @@ from collections import defaultdict
 from dataclasses import replace
 
 import numpy as np
+import spine
 import torch
 
 from photo_avatar.core.avatar import KEYPOINT_NAMES, Perception, Photo, Settings
 from photo_avatar.core.body_model import load_body_model
 from photo_avatar.core.camera import Camera
-from photo_avatar.core.metrics import align_similarity, mask_iou, surface_scores
+from photo_avatar.core.metrics import align_similarity
 from photo_avatar.core.pipeline import generate
 from photo_avatar.core.preview import shade
 from photo_avatar.core.progress import PhotoError
-from photo_avatar.core.raster import render_depth
 from photo_avatar.core.report import posed_vertices
 from photo_avatar.core.synthetic import (
     SyntheticPerson,
@@ -89,32 +89,20 @@ def _yaw(camera: Camera) -> float:
 
 
 def evaluate(person: SyntheticPerson, shots, run, held_out: Camera) -> dict[str, float]:
-    """Scores of one run against the synthetic ground truth."""
+    """The spine's scores, and colour PSNR in a view no photo gave: the avatar, aligned as
+    the spine aligns it, back in the truth's world and shaded like the truth."""
     avatar = run.avatar
     truth_cam = shots[0].camera
     truth = truth_cam.to_camera(torch.as_tensor(person.posed_vertices())).numpy()
     pred = avatar.cameras[0].to_camera(torch.as_tensor(posed_vertices(avatar, 0))).numpy()
-    pred = align_similarity(pred, truth)
-    scores = surface_scores(pred, avatar.faces, truth, person.faces)
-    ious = []
-    for i, shot in enumerate(shots):
-        verts = posed_vertices(avatar, i)
-        ious.append(mask_iou(render_depth(avatar.cameras[i], verts, avatar.faces).mask, shot.mask))
-    # The aligned avatar back in the truth's world, shaded like the truth in a new view.
-    pred_world = (pred - truth_cam.translation) @ truth_cam.rotation
+    pred_world = (align_similarity(pred, truth) - truth_cam.translation) @ truth_cam.rotation
     seen, seen_mask = shade(held_out, pred_world, avatar.faces, uv=avatar.uv,
                             texture=avatar.texture)  # fmt: skip
     true, true_mask = shade(held_out, person.vertices, person.faces, colors=person.colors)
     both = seen_mask & true_mask
     error = np.mean((seen[both].astype(np.float32) - true[both].astype(np.float32)) ** 2)
-    return {
-        "chamfer_cm": scores.chamfer_cm,
-        "p2s_cm": scores.p2s_cm,
-        "nc": scores.normal_consistency,
-        "fscore": scores.fscore_1cm,
-        "iou": float(np.mean(ious)),
-        "psnr": float(10 * np.log10(255.0**2 / max(error, 1e-6))),
-    }
+    psnr = float(10 * np.log10(255.0**2 / max(error, 1e-6)))
+    return {**spine.evaluate(person, shots, run), "psnr": psnr}
 
 
 def main() -> None:
