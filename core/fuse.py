@@ -7,9 +7,9 @@ gives a weak prior where no photo says anything (and covers where unposing tore 
 open). Each photo also votes forward on the voxels near the body (`carve`: posed into the
 photo, is the voxel outside the silhouette, in front of the seen surface, or between front
 and back?), which settles what torn surfaces leave open. Far from every photo's surface and
-from the body the volume is kept empty, so folds of unposing cannot grow spikes. Marching cubes gives the surface, the largest component is
-kept, decimated to the triangle budget and smoothed, and the body's skinning weights are
-carried over to it.
+from the body the volume is kept empty, so folds of unposing cannot grow spikes. Marching
+cubes gives the surface, the largest component is kept, decimated to the triangle budget and
+smoothed, and the body's skinning weights are carried over to it.
 """
 
 from __future__ import annotations
