@@ -129,10 +129,8 @@ def generate(
             surfaces.append(canonical_surface(depth, fit, i, body, canonical_rotations))
 
     with stage("fuse") as p:
-        views = [
-            PhotoView(depth, transform)
-            for depth, transform in zip(depths, _to_photos(body, rest, canonical, fit), strict=True)
-        ]
+        to_photos = _to_photos(_photo_bone_matrices(body, rest, fit), canonical)
+        views = [PhotoView(d, t) for d, t in zip(depths, to_photos, strict=True)]
         fused = fuse(surfaces, body, canonical.vertices[0].detach().numpy(), settings, p, views)
 
     with stage("refine") as p:
@@ -146,7 +144,7 @@ def generate(
         photo_matrices = _photo_bone_matrices(body, rest, fit)
         texture = bake_texture(
             fused.vertices, fused.faces, fused.weights, photos,
-            _to_photos(body, rest, canonical, fit), fit.cameras, settings.texture_size, p,
+            _to_photos(photo_matrices, canonical), fit.cameras, settings.texture_size, p,
         )  # fmt: skip
         cameras = [restore(cam) for restore, cam in zip(uncrop, fit.cameras, strict=True)]
         avatar = _assemble(
@@ -157,9 +155,9 @@ def generate(
     return Reconstruction(body, photos, perceptions, fit, depths, avatar, seconds)
 
 
-def _to_photos(body: BodyModel, rest, canonical, fit: BodyFit) -> list[np.ndarray]:
-    """Per photo, the (J, 4, 4) transforms that pose the canonical body as in that photo."""
-    matrices = _photo_bone_matrices(body, rest, fit)
+def _to_photos(matrices: torch.Tensor, canonical) -> list[np.ndarray]:
+    """Per photo, the (J, 4, 4) transforms that pose the canonical body as in that photo,
+    from the (N, J, 4, 4) bone frames of each photo's pose (`_photo_bone_matrices`)."""
     to_photo = skinning.skinning_transforms(matrices, canonical.bone_matrices.expand_as(matrices))
     return [t.detach().numpy() for t in to_photo]
 
