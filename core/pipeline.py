@@ -135,9 +135,7 @@ def generate(
 
     with stage("refine") as p:
         if settings.refine_iterations > 0:
-            refined = refine(
-                fused, body, fit, canonical_rotations, perceptions, depths, settings, p
-            )
+            refined = refine(fused, body, fit, rest, canonical, perceptions, depths, settings, p)
             fused, fit = refined.mesh, refined.fit
 
     with stage("texture") as p:

@@ -31,7 +31,7 @@ import trimesh
 
 from . import skinning
 from .avatar import BodyFit, DepthMaps, Perception, Settings
-from .body_model import BodyModel
+from .body_model import BodyModel, Posed, Rest
 from .camera import Camera, project_camera_points
 from .fit_losses import (
     REFERENCE_SIDE,
@@ -92,7 +92,8 @@ def refine(
     fused: FusedMesh,
     body: BodyModel,
     fit: BodyFit,
-    canonical_rotations: torch.Tensor,
+    rest: Rest,
+    canonical: Posed,
     perceptions: list[Perception],
     depths: list[DepthMaps],
     settings: Settings,
@@ -100,16 +101,14 @@ def refine(
 ) -> Refined:
     """Forward-skinning refinement of the fused canonical mesh against every photo.
 
-    canonical_rotations: (1, J, 3, 3) local rotations of the canonical pose (A or T) that
-    the fused mesh stands in; perceptions and depths: one per photo, in the working crops
-    that `fit.cameras` see.
+    rest: the fitted body at rest (`fit.phenotype`); canonical: that body in the canonical
+    pose (A or T) the fused mesh stands in; perceptions and depths: one per photo, in the
+    working crops that `fit.cameras` see.
     """
     progress = progress or Progress()
     steps = settings.refine_iterations
-    rest = body.rest(torch.as_tensor(fit.phenotype, dtype=torch.float32))
     rest_frames = rest.bone_matrices.detach()
-    canonical = skinning.forward_kinematics(rest_frames, body.parents, canonical_rotations)
-    canonical = canonical.detach()
+    canonical_frames = canonical.bone_matrices.detach()
     poses = torch.as_tensor(fit.poses, dtype=torch.float32)
     count = len(perceptions)
 
@@ -146,7 +145,7 @@ def refine(
         corrected = poses @ skinning.axis_angle_to_matrix(turns)
         frames = skinning.forward_kinematics(rest_frames.expand(count, -1, -1, -1),
                                              body.parents, corrected)  # fmt: skip
-        transforms = skinning.skinning_transforms(frames, canonical.expand_as(frames))
+        transforms = skinning.skinning_transforms(frames, canonical_frames.expand_as(frames))
         blended = (transforms[:, influence] * share[None, ..., None, None]).sum(2)
         points = vertices + offsets
         world = (blended[..., :3, :3] @ points[None, ..., None])[..., 0] + blended[..., :3, 3]
@@ -189,7 +188,7 @@ def refine(
         moved = (vertices + smoothed()).numpy()
     log.info("refinement moved vertices by %.1f mm at most", 1e3 * float(
         np.linalg.norm(moved - fused.vertices, axis=1).max()))  # fmt: skip
-    body_canonical = body.pose(rest, canonical_rotations).vertices[0].detach().numpy()
+    body_canonical = canonical.vertices[0].detach().numpy()
     weights = transfer_weights(moved, fused.faces, body_canonical,
                                body.skin_weights.numpy(), settings.max_influences)  # fmt: skip
     corrected = (poses @ skinning.axis_angle_to_matrix(turns)).detach().numpy()

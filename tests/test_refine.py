@@ -75,7 +75,7 @@ def case(body, bent_pose) -> Case:
     vertices = canonical.vertices[0].numpy()
     weights = transfer_weights(vertices, body.faces, vertices, body.skin_weights.numpy(), 4)
     fused = FusedMesh(vertices, np.asarray(body.faces, np.int32), weights)
-    refined = refine(fused, body, fit, canonical_rotations, perceptions, depths, SETTINGS)
+    refined = refine(fused, body, fit, fit_rest, canonical, perceptions, depths, SETTINGS)
     return Case(fused, fit, masks, truth.numpy(), refined)
 
 
