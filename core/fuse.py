@@ -21,11 +21,13 @@ from dataclasses import dataclass
 import fast_simplification
 import numpy as np
 import scipy.sparse
+import torch
 import trimesh
 from scipy import ndimage
 from scipy.spatial import cKDTree
 from skimage.measure import marching_cubes
 
+from . import skinning
 from .avatar import Settings
 from .body_model import BodyModel
 from .canonicalise import CanonicalSurface
@@ -127,14 +129,14 @@ def fuse(
             points, body_vertices, body.skin_weights.numpy(), settings.max_influences
         )
         cells = tuple(candidates.T)
-        skin = body.skin_weights.numpy()
+        distance = body_sdf[cells]
+        canonical_body = torch.as_tensor(body_vertices, dtype=torch.float32)
         for i, view in enumerate(views):
             progress.step("fusing", 0.4 + 0.2 * i / len(views))
-            blended = np.einsum("bj,jrc->brc", skin, view.transforms)
-            posed_body = np.einsum("brc,bc->br", blended[:, :3, :3], body_vertices)
-            posed_body += blended[:, :3, 3]
+            transforms = torch.as_tensor(view.transforms, dtype=torch.float32)[None]
+            posed_body = skinning.forward_skin(canonical_body, body.skin_weights, transforms)
             signed, w = photo_votes(
-                points, index, share, view, truncation, body_sdf[cells], posed_body
+                points, index, share, view, truncation, distance, posed_body[0].numpy()
             )
             total[cells] += w * signed
             weight[cells] += w
