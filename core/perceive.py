@@ -1,10 +1,9 @@
 """Find the one person in each photo: 2D keypoints, 3D keypoints and a soft silhouette.
 
-The default detector is MediaPipe's BlazePose (the full landmark model and the person
-detector both ship inside the mediapipe wheel; nothing is downloaded). The landmarker
-follows only the most prominent person, so the person detector also runs on its own to
-count people; every extra detection must be confirmed by the landmarker on a crop around
-it before it counts, which keeps a single person from being counted twice.
+The default detector is MediaPipe's BlazePose: the person detector and the full landmark
+model, both from inside the mediapipe 0.10.21 wheel (nothing is downloaded), run through
+mediapipe's Tasks API so the same code serves Python 3.11 and 3.13. People beside the most
+prominent one are looked for again at their own scale, so a photo of two is refused.
 """
 
 from __future__ import annotations
@@ -26,19 +25,8 @@ log = logging.getLogger(__name__)
 MIN_HEIGHT_FRACTION = 0.15
 """Smallest person, as a share of the photo's height, that still gives usable detail."""
 
-_PERSON_DETECTOR_GRAPH = """
-input_stream: "image"
-output_stream: "detections"
-node {
-  calculator: "PoseDetectionCpu"
-  input_stream: "IMAGE:image"
-  output_stream: "DETECTIONS:detections"
-}
-"""
-"""BlazePose's person detector alone: the subgraph the landmarker runs first, which keeps
-every person instead of only the first."""
-_ROI_SCALE = 1.25
-"""Crop half-side over the detector's body radius, as BlazePose's own region of interest."""
+_MAX_PEOPLE = 2
+"""People the landmarker looks for at once: two tell one person from several."""
 _MIN_STRIP = 0.2
 """Narrowest strip beside the person worth searching, as a share of the photo's height
 (a person seen from the side is about this wide)."""
@@ -59,148 +47,140 @@ class Detector(Protocol):
 
 
 class MediaPipeDetector:
-    """BlazePose (model complexity 1: the heavy model is not in the wheel) with its
-    segmentation mask. The models are built on the first `detect` and reused; one lock
-    serialises calls, so a background thread may share the detector."""
+    """BlazePose (the full landmark model with its segmentation mask) through mediapipe's
+    Tasks API, which every mediapipe release since 0.10 has, including those for Python 3.13
+    (Blender 5.1+) that no longer ship the models. The models come as a bundle made from the
+    0.10.21 wheel (`models/pose_bundle.py`): shipped beside the package, or made in memory
+    when 0.10.21 is installed. The landmarker is built on the first `detect` and reused; one
+    lock serialises calls, so a background thread may share the detector."""
 
     def __init__(self, min_confidence: float = 0.5) -> None:
         self.min_confidence = min_confidence
         self._lock = threading.Lock()
         self._landmarker: Any = None
-        self._person_detector: Any = None
 
     def detect(self, image: np.ndarray) -> list[Perception]:
         image = np.ascontiguousarray(image[..., :3], dtype=np.uint8)
+        height, width = image.shape[:2]
         with self._lock:
             if self._landmarker is None:
                 self._build()
-            main = self._landmarks(image, 0, 0, image.shape[:2])
-            if main is None:
-                main = self._landmarks_padded(image)
-            if main is None:
+            # The detector sees the photo shrunk to 224 px and, when the person fills the
+            # frame (a side view), misses them or locks on a part; with a grey margin it
+            # finds the whole person. Both tries run and the larger person wins.
+            top, side = int(height * _PAD), int(width * 2 * _PAD)
+            padded = cv2.copyMakeBorder(
+                image, top, top, side, side, cv2.BORDER_CONSTANT, value=(128, 128, 128)
+            )
+            tries = [self._people(image, 0, 0, (height, width))]
+            tries.append(self._people(padded, -side, -top, (height, width)))
+            found = max(tries, key=lambda people: _area(people[0]) if people else -1.0)
+            if not found:
                 return []
-            people = [main]
-            for u, v, radius in self._candidates(image, main.mask):
-                if any(_mask_at(p.mask, u, v) for p in people):
-                    continue  # the detector's hip centre lies on someone already found
-                other = self._landmarks_around(image, u, v, radius)
-                if other is not None and all(
-                    _overlap(other.mask, p.mask) < _SAME_PERSON_OVERLAP for p in people
-                ):
-                    people.append(other)
-            if len(people) > 1:
-                log.info("%d people found", len(people))
-            return people
+            people = sorted(found, key=_area, reverse=True)[:1]
+            for person in sorted(found, key=_area, reverse=True)[1:] + self._beside(
+                image, people[0].mask
+            ):
+                if all(_overlap(person.mask, p.mask) < _SAME_PERSON_OVERLAP for p in people):
+                    people.append(person)
+        if len(people) > 1:
+            log.info("%d people found", len(people))
+        return people
 
     def _build(self) -> None:
-        """Load both graphs (under a second); mediapipe is imported only here."""
-        from google.protobuf import text_format
-        from mediapipe.framework import calculator_pb2
-        from mediapipe.python.solution_base import SolutionBase
-        from mediapipe.python.solutions.pose import Pose
+        """Load the landmarker (under a second); mediapipe is imported only here."""
+        from mediapipe.tasks.python import BaseOptions, vision
 
-        self._landmarker = Pose(
-            static_image_mode=True,
-            model_complexity=1,
-            enable_segmentation=True,
-            min_detection_confidence=self.min_confidence,
-        )
-        graph = text_format.Parse(_PERSON_DETECTOR_GRAPH, calculator_pb2.CalculatorGraphConfig())
-        self._person_detector = SolutionBase(
-            graph_config=graph,
-            calculator_params={
-                "posedetectioncpu__TensorsToDetectionsCalculator.min_score_thresh": (
-                    self.min_confidence
-                )
-            },
-            outputs=["detections"],
-        )
+        from ..models.pose_bundle import BUNDLE, bundle_bytes
 
-    def _candidates(self, image: np.ndarray, mask: np.ndarray) -> list[tuple[float, float, float]]:
-        """Possible people as hip centre (u, v) and body radius, pixels. The detector sees
-        the photo shrunk to 224 px, where a second person beside the first often scores
-        too low, so the strips left and right of the person found are searched again at
-        their own scale."""
+        try:
+            bundle = BUNDLE.read_bytes() if BUNDLE.is_file() else bundle_bytes()
+        except ImportError as error:
+            raise RuntimeError(
+                f"the pose models are missing: no {BUNDLE.name} beside the package and no "
+                f"mediapipe 0.10.21 to make it from ({error})"
+            ) from error
+        options = vision.PoseLandmarkerOptions(
+            base_options=BaseOptions(model_asset_buffer=bundle),
+            running_mode=vision.RunningMode.IMAGE,
+            num_poses=_MAX_PEOPLE,
+            min_pose_detection_confidence=self.min_confidence,
+            min_pose_presence_confidence=self.min_confidence,
+            output_segmentation_masks=True,
+        )
+        self._landmarker = vision.PoseLandmarker.create_from_options(options)
+
+    def _beside(self, image: np.ndarray, mask: np.ndarray) -> list[Perception]:
+        """People in the strips left and right of the person found. A bystander beside a
+        larger person often scores too low in the whole photo; on a strip of its own, at
+        its own scale, the detector finds them."""
         height, width = image.shape[:2]
         columns = np.flatnonzero((mask > 0.5).any(axis=0))
-        windows = [(0, width)]
-        if len(columns):
-            windows += [(0, int(columns[0])), (int(columns[-1]) + 1, width)]
-        candidates = []
-        for x0, x1 in windows:
-            if x1 - x0 < _MIN_STRIP * height:
-                continue
-            strip = np.ascontiguousarray(image[:, x0:x1])
-            for detection in self._person_detector.process({"image": strip}).detections or []:
-                hip, top = detection.location_data.relative_keypoints[:2]  # hip centre, head-top
-                radius = np.hypot((top.x - hip.x) * (x1 - x0), (top.y - hip.y) * height)
-                candidates.append((x0 + hip.x * (x1 - x0), hip.y * height, float(radius)))
-        return candidates
+        if not len(columns):
+            return []
+        people = []
+        for x0, x1 in ((0, int(columns[0])), (int(columns[-1]) + 1, width)):
+            if x1 - x0 >= _MIN_STRIP * height:
+                strip = np.ascontiguousarray(image[:, x0:x1])
+                people += self._people(strip, x0, 0, (height, width))
+        return people
 
-    def _landmarks_padded(self, image: np.ndarray) -> Perception | None:
-        """Second try with a grey margin around the photo: the detector sees the photo
-        shrunk to 224 px and misses some people seen from the side or back when they fill
-        the frame; with more context it finds them (measured on synthetic side views)."""
-        height, width = image.shape[:2]
-        top, side = int(height * _PAD), int(width * 2 * _PAD)
-        padded = cv2.copyMakeBorder(
-            image, top, top, side, side, cv2.BORDER_CONSTANT, value=(128, 128, 128)
-        )
-        return self._landmarks(padded, -side, -top, (height, width))
-
-    def _landmarks_around(
-        self, image: np.ndarray, u: float, v: float, radius: float
-    ) -> Perception | None:
-        """The landmarker on a square crop around one detection (clipped to the image)."""
-        half = _ROI_SCALE * radius
-        height, width = image.shape[:2]
-        x0, x1 = max(0, int(u - half)), min(width, int(u + half))
-        y0, y1 = max(0, int(v - half)), min(height, int(v + half))
-        if min(x1 - x0, y1 - y0) < 32:
-            return None
-        crop = np.ascontiguousarray(image[y0:y1, x0:x1])
-        return self._landmarks(crop, x0, y0, (height, width))
-
-    def _landmarks(
+    def _people(
         self, image: np.ndarray, x0: int, y0: int, full: tuple[int, int]
-    ) -> Perception | None:
-        """Landmarker output on `image`, a window at (x0, y0) of a photo of size `full`
-        (H, W), as a Perception in the photo's pixels; None when nobody is there. The window
-        may be larger than the photo (negative x0, y0)."""
-        result = self._landmarker.process(image)
-        if result.pose_landmarks is None:
-            return None
-        height, width = image.shape[:2]
-        # Landmarks are normalised so 0 and 1 are the image edges; pixel centres sit at
-        # integers here (`camera.project`), hence the half-pixel shift.
-        keypoints = np.array(
-            [
-                (p.x * width - 0.5 + x0, p.y * height - 0.5 + y0, p.visibility)
-                for p in result.pose_landmarks.landmark
-            ],
-            dtype=np.float32,
-        )
-        keypoints[:, 2] = np.clip(keypoints[:, 2], 0.0, 1.0)
-        world = None
-        if result.pose_world_landmarks is not None:
-            # Already hip-centred metres in the camera's axes: x right, y down, z away.
-            world = np.array(
-                [(p.x, p.y, p.z) for p in result.pose_world_landmarks.landmark], np.float32
-            )
-        mask = np.zeros(full, np.float32)
-        if result.segmentation_mask is not None:
-            # The window may reach past the photo (the padded second try): keep the overlap.
-            top, left = max(y0, 0), max(x0, 0)
-            bottom, right = min(y0 + height, full[0]), min(x0 + width, full[1])
-            window = np.clip(result.segmentation_mask, 0, 1)
-            mask[top:bottom, left:right] = window[top - y0 : bottom - y0, left - x0 : right - x0]
-        return Perception(mask=mask, keypoints=keypoints, world_keypoints=world)
+    ) -> list[Perception]:
+        """Everyone the landmarker finds in `image`, a window at (x0, y0) of a photo of size
+        `full`, in the photo's pixels."""
+        import mediapipe
+
+        frame = mediapipe.Image(image_format=mediapipe.ImageFormat.SRGB, data=image)
+        result = self._landmarker.detect(frame)
+        masks = result.segmentation_masks or [None] * len(result.pose_landmarks)
+        people = []
+        for i, landmarks in enumerate(result.pose_landmarks):
+            points = [(p.x, p.y, p.visibility) for p in landmarks]
+            world = None
+            if i < len(result.pose_world_landmarks):
+                world = [(p.x, p.y, p.z) for p in result.pose_world_landmarks[i]]
+            mask = None if masks[i] is None else masks[i].numpy_view().reshape(image.shape[:2])
+            people.append(_perception(points, world, mask, image.shape[:2], x0, y0, full))
+        return people
 
 
 @functools.cache
 def default_detector() -> MediaPipeDetector:
     """The detector shared by every run of the process (its models load once)."""
     return MediaPipeDetector()
+
+
+def _perception(
+    points: Sequence[tuple[float, float, float]],
+    world: Sequence[tuple[float, float, float]] | None,
+    mask: np.ndarray | None,
+    size: tuple[int, int],
+    x0: int,
+    y0: int,
+    full: tuple[int, int],
+) -> Perception:
+    """BlazePose's output on a window of `size` (H, W) at (x0, y0) of a photo of size `full`
+    as a Perception in the photo's pixels. The window may be larger than the photo (negative
+    x0, y0: the padded second try)."""
+    height, width = size
+    # Landmarks are normalised so 0 and 1 are the window's edges; pixel centres sit at
+    # integers here (`camera.project`), hence the half-pixel shift.
+    keypoints = np.array(
+        [(x * width - 0.5 + x0, y * height - 0.5 + y0, seen) for x, y, seen in points],
+        dtype=np.float32,
+    )
+    keypoints[:, 2] = np.clip(keypoints[:, 2], 0.0, 1.0)
+    # Already hip-centred metres in the camera's axes: x right, y down, z away.
+    world_keypoints = None if world is None else np.array(world, np.float32)
+    photo_mask = np.zeros(full, np.float32)
+    if mask is not None:
+        top, left = max(y0, 0), max(x0, 0)
+        bottom, right = min(y0 + height, full[0]), min(x0 + width, full[1])
+        window = np.clip(mask, 0, 1)
+        photo_mask[top:bottom, left:right] = window[top - y0 : bottom - y0, left - x0 : right - x0]
+    return Perception(mask=photo_mask, keypoints=keypoints, world_keypoints=world_keypoints)
 
 
 def perceive(
@@ -246,11 +226,8 @@ def person_height(person: Perception) -> float:
     return max(from_mask, from_keypoints)
 
 
-def _mask_at(mask: np.ndarray, u: float, v: float) -> bool:
-    """Whether pixel (u, v) lies inside the mask."""
-    row, col = round(float(v)), round(float(u))
-    inside = 0 <= row < mask.shape[0] and 0 <= col < mask.shape[1]
-    return inside and bool(mask[row, col] > 0.5)
+def _area(person: Perception) -> float:
+    return float((person.mask > 0.5).sum())
 
 
 def _overlap(a: np.ndarray, b: np.ndarray) -> float:

@@ -3,15 +3,18 @@ on synthetic people."""
 
 from __future__ import annotations
 
+import zipfile
+
 import numpy as np
 import pytest
 import torch
 
 from photo_avatar.core.avatar import KEYPOINT_NAMES, Perception, Photo
 from photo_avatar.core.body_model import BodyModel
-from photo_avatar.core.perceive import MediaPipeDetector, perceive, person_height
+from photo_avatar.core.perceive import Detector, MediaPipeDetector, perceive, person_height
 from photo_avatar.core.progress import PhotoError, Progress
 from photo_avatar.core.synthetic import SyntheticPhoto, make_person, render_photo, sample_cameras
+from photo_avatar.models import pose_bundle
 
 WIDTH, HEIGHT = 512, 640
 JOINTS = ("left_shoulder", "right_shoulder", "left_hip", "right_hip", "left_knee", "right_knee")
@@ -80,7 +83,7 @@ def test_person_height_falls_back_on_keypoints_without_mask() -> None:
 
 
 @pytest.fixture(scope="module")
-def detector() -> MediaPipeDetector:
+def detector() -> Detector:
     return MediaPipeDetector()
 
 
@@ -102,7 +105,7 @@ def rendered(body: BodyModel) -> list[tuple[SyntheticPhoto, dict[str, np.ndarray
 
 
 @pytest.mark.slow  # rendering the two synthetic people takes ~20 s
-def test_mediapipe_finds_the_synthetic_person(rendered, detector: MediaPipeDetector) -> None:
+def test_mediapipe_finds_the_synthetic_person(rendered, detector: Detector) -> None:
     photo, joints = rendered[0]
     (person,) = perceive([Photo("front.png", photo.image)], detector)
     for name in JOINTS:
@@ -121,9 +124,7 @@ def test_mediapipe_finds_the_synthetic_person(rendered, detector: MediaPipeDetec
 
 
 @pytest.mark.slow
-def test_two_synthetic_people_side_by_side_are_refused(
-    rendered, detector: MediaPipeDetector
-) -> None:
+def test_two_synthetic_people_side_by_side_are_refused(rendered, detector: Detector) -> None:
     (one, _), (other, _) = rendered
     assert len(detector.detect(one.image)) == 1
     assert len(detector.detect(other.image)) == 1
@@ -133,7 +134,7 @@ def test_two_synthetic_people_side_by_side_are_refused(
 
 
 @pytest.mark.slow
-def test_smaller_person_beside_the_first_is_counted(rendered, detector: MediaPipeDetector) -> None:
+def test_smaller_person_beside_the_first_is_counted(rendered, detector: Detector) -> None:
     # A bystander at half the size: too small for the detector on the whole photo, found
     # by searching the strip beside the first person.
     (one, _), (other, _) = rendered
@@ -145,15 +146,15 @@ def test_smaller_person_beside_the_first_is_counted(rendered, detector: MediaPip
     assert people[1].keypoints[KEYPOINT_NAMES.index("left_hip"), 0] > WIDTH
 
 
-def test_empty_scene_has_no_person(detector: MediaPipeDetector) -> None:
+def test_empty_scene_has_no_person(detector: Detector) -> None:
     noise = np.random.default_rng(0).integers(100, 140, (HEIGHT, WIDTH, 3), dtype=np.uint8)
     with pytest.raises(PhotoError, match=r"^wall\.png: no person found$"):
         perceive([Photo("wall.png", noise)], detector)
 
 
 @pytest.mark.slow
-def test_person_seen_from_the_side_filling_the_frame_is_found(detector: MediaPipeDetector) -> None:
-    """BlazePose alone misses this side view; the padded second try must find it."""
+def test_person_seen_from_the_side_filling_the_frame_is_found(detector: Detector) -> None:
+    """BlazePose alone finds only part of this side view; the padded try finds all of it."""
     person = make_person(seed=1001)
     shot = render_photo(person, sample_cameras(4, seed=1)[1], seed=11)
     people = detector.detect(shot.image)
@@ -161,3 +162,32 @@ def test_person_seen_from_the_side_filling_the_frame_is_found(detector: MediaPip
     found = people[0].mask > 0.5
     iou = (found & shot.mask).sum() / (found | shot.mask).sum()
     assert iou > 0.9
+
+
+def _no_mediapipe_0_10_21() -> bytes:
+    raise ImportError("no mediapipe 0.10.21 here")
+
+
+@pytest.mark.slow
+def test_detector_runs_from_the_shipped_bundle_alone(rendered, tmp_path, monkeypatch) -> None:
+    """Where mediapipe 0.10.21 cannot be installed (Python 3.13, Blender 5.1+) the bundle
+    shipped beside the package is all the detector has."""
+    path = tmp_path / "pose_landmarker.task"
+    pose_bundle.main(["-o", str(path)])
+    with zipfile.ZipFile(path) as bundle:
+        members = sorted(bundle.namelist())
+        assert all(b"TFLITE_METADATA" in bundle.read(name) for name in members)
+    assert members == ["pose_detector.tflite", "pose_landmarks_detector.tflite"]
+    monkeypatch.setattr(pose_bundle, "BUNDLE", path)
+    monkeypatch.setattr(pose_bundle, "bundle_bytes", _no_mediapipe_0_10_21)
+    photo, joints = rendered[0]
+    (person,) = MediaPipeDetector().detect(photo.image)
+    hip = person.keypoints[KEYPOINT_NAMES.index("left_hip")]
+    assert np.linalg.norm(hip[:2] - joints["left_hip"]) < 25
+
+
+def test_missing_pose_models_are_named(tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(pose_bundle, "BUNDLE", tmp_path / "absent.task")
+    monkeypatch.setattr(pose_bundle, "bundle_bytes", _no_mediapipe_0_10_21)
+    with pytest.raises(RuntimeError, match=r"pose models are missing: no absent\.task"):
+        MediaPipeDetector().detect(np.zeros((64, 64, 3), np.uint8))
