@@ -15,6 +15,7 @@ detector needs nothing at run time but the bundle. On Python 3.11 it is made in 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import io
 import zipfile
 from pathlib import Path
@@ -28,6 +29,21 @@ _MODELS = {
     "pose_detector.tflite": ("pose_detection/pose_detection.tflite", 127.5, 127.5),
     "pose_landmarks_detector.tflite": ("pose_landmark/pose_landmark_full.tflite", 0.0, 255.0),
 }
+
+
+def available() -> bool:
+    """Whether the detector can get its models: a shipped bundle, or mediapipe 0.10.21's."""
+    return BUNDLE.is_file() or in_mediapipe()
+
+
+def in_mediapipe() -> bool:
+    """Whether the installed mediapipe has the models (0.10.21 does, later releases do not)."""
+    spec = importlib.util.find_spec("mediapipe")
+    folders = spec.submodule_search_locations if spec else None
+    return any(
+        all((Path(folder) / "modules" / source).is_file() for source, _, _ in _MODELS.values())
+        for folder in folders or []
+    )
 
 
 def bundle_bytes() -> bytes:

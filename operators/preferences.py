@@ -15,8 +15,12 @@ REQUIRED = ("numpy", "torch", "cv2", "mediapipe", "anny", "onnxruntime", "trimes
 
 
 def missing_packages() -> list[str]:
-    """The packages the pipeline imports that this Python cannot find."""
-    return [name for name in REQUIRED if importlib.util.find_spec(name) is None]
+    """The packages the pipeline imports that this Python cannot find, and the pose models
+    when neither their bundle nor mediapipe 0.10.21 is there."""
+    from ..models import pose_bundle
+
+    missing = [name for name in REQUIRED if importlib.util.find_spec(name) is None]
+    return missing + ([] if pose_bundle.available() else ["pose models"])
 
 
 class PHOTO_AVATAR_preferences(bpy.types.AddonPreferences):

@@ -1,13 +1,19 @@
 """Build the installable Blender extension zip, with the wheels of the runtime dependencies.
 
-    .venv/bin/python scripts/build_extension.py [--platform linux-x64 ...] [--no-wheels] [-o dist/]
+    .venv/bin/python scripts/build_extension.py [--python 3.11 3.13] [--platform linux-x64 ...]
+        [--no-wheels] [-o dist/]
 
-Blender 4.2–5.0 embed Python 3.11 and install an extension's wheels themselves, so the zip
-carries cp311 wheels of pyproject's [project] dependencies and everything they pull in, except
-the modules Blender already bundles (a second numpy would be shadowed by Blender's, and wheels
-built against it would break). The dependency closure is resolved once, for Linux, at the
-versions installed in this venv (the ones the tests ran against); other platforms get the same
-pins, because pip evaluates environment markers for the machine it runs on, not the target.
+Blender installs an extension's wheels itself, and wheels are per Python: Blender 4.4–5.0
+embed Python 3.11, Blender 5.1 and later 3.13. So there is one zip per Python and platform,
+each carrying the wheels of pyproject's [project] dependencies and everything they pull in,
+except the modules Blender already bundles (a second numpy would be shadowed by Blender's, and
+wheels built against it would break). For 3.11 the closure is resolved at the versions
+installed in this venv (the ones the tests ran against); for 3.13, where mediapipe 0.10.21 and
+numpy 1 have no wheels, at the same versions except mediapipe, whose newer release has no
+models, and numpy, which is Blender's 2.x. Every zip ships the pose models as a Tasks bundle
+made here from mediapipe 0.10.21 (`models/pose_bundle.py`). The closure is resolved for Linux;
+other platforms get the same pins, because pip evaluates environment markers for the machine
+it runs on, not the target.
 Blender's own extension tool (shipped in the bpy wheel) builds and validates the zip, so the
 result is checked by the same code that installs it.
 """
@@ -32,13 +38,17 @@ from importlib.util import find_spec
 from pathlib import Path, PurePosixPath
 from urllib.parse import unquote
 
+from photo_avatar.models.pose_bundle import BUNDLE, bundle_bytes
+
 log = logging.getLogger("build_extension")
 
 ROOT = Path(__file__).resolve().parent.parent
-PYTHON_VERSION = "3.11"
-"""Python of Blender 4.2–5.0; Blender 5.1 embeds 3.13, for which mediapipe 0.10.21 has no wheel."""
-BLENDER_VERSION_MAX = "5.1.0"
-"""First Blender release the cp311 wheels cannot run in (the manifest's bound is exclusive)."""
+BLENDER_RANGE = {"3.11": (None, "5.1.0"), "3.13": ("5.1.0", None)}
+"""Blender releases per embedded Python: (first, first not) — None keeps the manifest's own
+minimum or sets no maximum (the manifest's maximum is exclusive)."""
+PYTHON_313_PINS = {"mediapipe": "mediapipe==1.2.3", "numpy": None}
+"""Requirements that change for Python 3.13: mediapipe's release with the Tasks API on 3.13
+(its models come from the bundle), numpy left to Blender (5.1+ bundle 2.x)."""
 
 PLATFORM_TAGS = {
     "linux-x64": [f"manylinux_2_{minor}_x86_64" for minor in range(28, 16, -1)]
@@ -96,8 +106,8 @@ def _run(command: list[str | os.PathLike[str]]) -> str:
     return done.stdout
 
 
-def _pip(*args: str | os.PathLike[str], platform: str) -> list[str | os.PathLike[str]]:
-    """A pip command that only takes cp311 binary wheels for `platform`."""
+def _pip(*args: str | os.PathLike[str], platform: str, python: str) -> list[str | os.PathLike[str]]:
+    """A pip command that only takes binary wheels for `python` on `platform`."""
     tags = [arg for tag in PLATFORM_TAGS[platform] for arg in ("--platform", tag)]
     return [
         sys.executable,
@@ -107,35 +117,46 @@ def _pip(*args: str | os.PathLike[str], platform: str) -> list[str | os.PathLike
         "--quiet",
         "--only-binary=:all:",
         "--python-version",
-        PYTHON_VERSION,
+        python,
         "--implementation",
         "cp",
         "--abi",
-        "cp" + PYTHON_VERSION.replace(".", ""),
+        "cp" + python.replace(".", ""),
         *tags,
     ]
 
 
-def _requirements() -> list[str]:
-    """pyproject's runtime dependencies, torch as the CPU build on Linux."""
+def _requirements(python: str) -> list[str]:
+    """pyproject's runtime dependencies for `python`, torch as the CPU build on Linux."""
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     torch = f"torch=={importlib.metadata.version('torch').split('+')[0]}+{TORCH_LOCAL_LINUX}"
-    return [torch if re.match(r"torch\b", dep) else dep for dep in project["dependencies"]]
+    requirements = []
+    for dep in project["dependencies"]:
+        name = _normalise(re.split(r"[<>=!~ \[;]", dep, maxsplit=1)[0])
+        if name == "torch":
+            dep = torch
+        elif python == "3.13" and name in PYTHON_313_PINS:
+            dep = PYTHON_313_PINS[name]
+        if dep:
+            requirements.append(dep)
+    return requirements
 
 
-def _constraints(folder: Path) -> Path:
+def _constraints(folder: Path, python: str) -> Path:
     """The versions installed in this venv, so the zip ships what the tests ran against."""
     pins = sorted(
         f"{dist.metadata['Name']}=={dist.version.split('+')[0]}"
         for dist in importlib.metadata.distributions()
-        if dist.metadata["Name"] and not dist.read_text("direct_url.json")
+        if dist.metadata["Name"]
+        and not dist.read_text("direct_url.json")
+        and not (python == "3.13" and _normalise(dist.metadata["Name"]) in PYTHON_313_PINS)
     )
     path = folder / "constraints.txt"
     path.write_text("\n".join(pins) + "\n")
     return path
 
 
-def resolve_pins(work: Path) -> dict[str, str]:
+def resolve_pins(work: Path, python: str) -> dict[str, str]:
     """{distribution: version} of the runtime closure for Linux, without Blender's modules."""
     report = work / "report.json"
     command = _pip(
@@ -147,9 +168,10 @@ def resolve_pins(work: Path) -> dict[str, str]:
         "--report",
         report,
         "-c",
-        _constraints(work),
-        *_requirements(),
+        _constraints(work, python),
+        *_requirements(python),
         platform="linux-x64",
+        python=python,
     )
     _run(command)
     pins = {}
@@ -168,7 +190,7 @@ def _wheel_key(filename: str) -> tuple[str, str]:
     return _normalise(name), version
 
 
-def download_wheels(pins: dict[str, str], platform: str, cache: Path) -> list[Path]:
+def download_wheels(pins: dict[str, str], platform: str, python: str, cache: Path) -> list[Path]:
     """One wheel per pin for `platform`, kept in `cache` so a rebuild downloads nothing."""
     cache.mkdir(parents=True, exist_ok=True)
     have = {_wheel_key(path.name): path for path in cache.glob("*.whl")}
@@ -180,7 +202,10 @@ def download_wheels(pins: dict[str, str], platform: str, cache: Path) -> list[Pa
     missing = [spec for key, spec in wanted.items() if key not in have]
     if missing:
         log.info("%s: downloading %d wheels", platform, len(missing))
-        _run(_pip("download", "--no-deps", "--dest", cache, *missing, platform=platform))
+        command = _pip(
+            "download", "--no-deps", "--dest", cache, *missing, platform=platform, python=python
+        )
+        _run(command)
         have = {_wheel_key(path.name): path for path in cache.glob("*.whl")}
     absent = [spec for key, spec in wanted.items() if key not in have]
     if absent:
@@ -221,13 +246,23 @@ def _link(source: Path, target: Path) -> None:
         shutil.copy2(source, target)
 
 
-def write_manifest(manifest_text: str, stage_dir: Path, wheels: list[str], platforms: list[str]):
-    """The staged manifest: the repository's, plus the wheels, platforms and Blender bound.
+def write_manifest(
+    manifest_text: str, stage_dir: Path, wheels: list[str], platforms: list[str], python: str
+) -> None:
+    """The staged manifest: the repository's, plus the wheels, platforms and the Blender
+    releases that embed `python`.
 
     Top-level keys must come before the first [table], so they go right above it.
     """
+    first, first_not = BLENDER_RANGE[python]
+    if first:
+        manifest_text = re.sub(
+            r"(?m)^blender_version_min = .*$",
+            f"blender_version_min = {json.dumps(first)}",
+            manifest_text,
+        )
     lines = [
-        f"blender_version_max = {json.dumps(BLENDER_VERSION_MAX)}",
+        *([f"blender_version_max = {json.dumps(first_not)}"] if first_not else []),
         f"platforms = {json.dumps(platforms)}",
         "wheels = [",
         *(f'  "./wheels/{name}",' for name in wheels),
@@ -238,8 +273,9 @@ def write_manifest(manifest_text: str, stage_dir: Path, wheels: list[str], platf
     (stage_dir / "blender_manifest.toml").write_text(f"{head}\n{chr(10).join(lines)}{table}{tail}")
 
 
-def build(platforms: list[str], with_wheels: bool, output: Path) -> list[Path]:
-    """Stage, write the manifest, build and validate with Blender's tool; the zips made."""
+def build(pythons: list[str], platforms: list[str], with_wheels: bool, output: Path) -> list[Path]:
+    """Stage, write the manifest, build and validate with Blender's tool; the zips made (code
+    only: one for every Python; with wheels: one per Python and platform)."""
     manifest_text = (ROOT / "blender_manifest.toml").read_text()
     manifest = tomllib.loads(manifest_text)
     for key in ("wheels", "platforms", "blender_version_max"):
@@ -247,27 +283,36 @@ def build(platforms: list[str], with_wheels: bool, output: Path) -> list[Path]:
             raise SystemExit(f"blender_manifest.toml must not set {key!r}; this script writes it")
     output.mkdir(parents=True, exist_ok=True)
     tool = _blender_ext()
-    with tempfile.TemporaryDirectory(prefix="photo_avatar_ext_") as tmp:
-        work = Path(tmp)
-        stage_dir = work / manifest["id"]
-        stage(manifest, stage_dir)
-        if with_wheels:
-            pins = resolve_pins(work)
-            wheels_dir = stage_dir / "wheels"
-            wheels_dir.mkdir()
-            for platform in platforms:
-                cache = ROOT / "build" / "wheels" / platform
-                for wheel in download_wheels(pins, platform, cache):
-                    if not (wheels_dir / wheel.name).exists():
-                        _link(wheel, wheels_dir / wheel.name)
-            names = sorted(path.name for path in wheels_dir.iterdir())
-            write_manifest(manifest_text, stage_dir, names, platforms)
-        before = set(output.glob("*.zip"))
-        command = [sys.executable, tool, "build", "--source-dir", stage_dir, "--output-dir", output]
-        _run(command + (["--split-platforms"] if with_wheels else []))
-        made = sorted(path for path in output.glob("*.zip") if path not in before)
-        if not made:
-            made = [output / f"{manifest['id']}-{manifest['version']}.zip"]
+    made = []
+    for python in pythons if with_wheels else ["any"]:
+        with tempfile.TemporaryDirectory(prefix="photo_avatar_ext_") as tmp:
+            work = Path(tmp)
+            stage_dir = work / manifest["id"]
+            stage(manifest, stage_dir)
+            bundle = stage_dir / Path(BUNDLE).relative_to(ROOT)
+            bundle.parent.mkdir(parents=True, exist_ok=True)
+            # The bundle's models are fixed (those of mediapipe 0.10.21): one made before will do.
+            bundle.write_bytes(BUNDLE.read_bytes() if BUNDLE.is_file() else bundle_bytes())
+            if with_wheels:
+                pins = resolve_pins(work, python)
+                wheels_dir = stage_dir / "wheels"
+                wheels_dir.mkdir()
+                for platform in platforms:
+                    cache = ROOT / "build" / "wheels" / f"{platform}-py{python}"
+                    for wheel in download_wheels(pins, platform, python, cache):
+                        if not (wheels_dir / wheel.name).exists():
+                            _link(wheel, wheels_dir / wheel.name)
+                names = sorted(path.name for path in wheels_dir.iterdir())
+                write_manifest(manifest_text, stage_dir, names, platforms, python)
+            built = work / "built"
+            built.mkdir()
+            command = [sys.executable, tool, "build", "--source-dir", stage_dir]
+            _run([*command, "--output-dir", built, *(["--split-platforms"] if with_wheels else [])])
+            for archive in sorted(built.glob("*.zip")):
+                suffix = f"-py{python.replace('.', '')}" if with_wheels else ""
+                target = output / f"{archive.stem}{suffix}.zip"
+                shutil.move(archive, target)
+                made.append(target)
     for archive in made:
         _run([sys.executable, tool, "validate", archive])
         _check_models_shipped(archive)
@@ -275,10 +320,11 @@ def build(platforms: list[str], with_wheels: bool, output: Path) -> list[Path]:
 
 
 def _check_models_shipped(archive: Path) -> None:
-    """The ONNX weights under models/ must reach the user: fail the build if one is missing."""
+    """The ONNX weights under models/ and the pose bundle must reach the user: fail the
+    build if one is missing."""
     with zipfile.ZipFile(archive) as zipped:
         shipped = set(zipped.namelist())
-    for weights in sorted((ROOT / "models").rglob("*.onnx")):
+    for weights in [*sorted((ROOT / "models").rglob("*.onnx")), Path(BUNDLE)]:
         name = weights.relative_to(ROOT).as_posix()
         if name not in shipped:
             raise SystemExit(f"{archive.name} lacks {name}")
@@ -287,8 +333,16 @@ def _check_models_shipped(archive: Path) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0],
-        epilog="torch must be the CPU build on Linux: pip finds torch==X+cpu on this machine's "
-        "disk; elsewhere set PIP_EXTRA_INDEX_URL to PyTorch's CPU wheel index.",
+        epilog="torch must be the CPU build on Linux: pip finds torch==X+cpu for Python 3.11 "
+        "on this machine's disk; elsewhere, and for 3.13, set PIP_EXTRA_INDEX_URL to PyTorch's "
+        "CPU wheel index.",
+    )
+    parser.add_argument(
+        "--python",
+        action="append",
+        choices=sorted(BLENDER_RANGE),
+        help="Blender's Python to bundle wheels for, repeatable: 3.11 for Blender 4.4-5.0, "
+        "3.13 for 5.1 and later (default: 3.11)",
     )
     parser.add_argument(
         "--platform",
@@ -301,7 +355,12 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     started = time.perf_counter()
-    made = build(args.platform or ["linux-x64"], not args.no_wheels, args.output_dir.resolve())
+    made = build(
+        args.python or ["3.11"],
+        args.platform or ["linux-x64"],
+        not args.no_wheels,
+        args.output_dir.resolve(),
+    )
     for archive in made:
         print(f"{archive}  {archive.stat().st_size / 2**20:.1f} MiB")
     log.info("built in %.0f s", time.perf_counter() - started)

@@ -169,6 +169,10 @@ def _no_mediapipe_0_10_21() -> bytes:
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(
+    not pose_bundle.in_mediapipe(),
+    reason="no mediapipe 0.10.21 to make the bundle from (Python 3.13)",
+)
 def test_detector_runs_from_the_shipped_bundle_alone(rendered, tmp_path, monkeypatch) -> None:
     """Where mediapipe 0.10.21 cannot be installed (Python 3.13, Blender 5.1+) the bundle
     shipped beside the package is all the detector has."""
@@ -191,3 +195,12 @@ def test_missing_pose_models_are_named(tmp_path, monkeypatch) -> None:
     monkeypatch.setattr(pose_bundle, "bundle_bytes", _no_mediapipe_0_10_21)
     with pytest.raises(RuntimeError, match=r"pose models are missing: no absent\.task"):
         MediaPipeDetector().detect(np.zeros((64, 64, 3), np.uint8))
+
+
+def test_pose_models_are_found_in_the_bundle_or_in_mediapipe(tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(pose_bundle, "BUNDLE", tmp_path / "absent.task")
+    assert pose_bundle.available()  # mediapipe 0.10.21, with its models, is installed here
+    monkeypatch.setattr(pose_bundle, "_MODELS", {"x.tflite": ("absent/x.tflite", 0.0, 1.0)})
+    assert not pose_bundle.available()
+    (tmp_path / "absent.task").write_bytes(b"")
+    assert pose_bundle.available()
