@@ -8,14 +8,13 @@ embed Python 3.11, Blender 5.1 and later 3.13. So there is one zip per Python an
 each carrying the wheels of pyproject's [project] dependencies and everything they pull in,
 except the modules Blender already bundles (a second numpy would be shadowed by Blender's, and
 wheels built against it would break). For 3.11 the closure is resolved at the versions
-installed in this venv (the ones the tests ran against); for 3.13, where mediapipe 0.10.21 and
-numpy 1 have no wheels, at the same versions except mediapipe, whose newer release has no
-models, and numpy, which is Blender's 2.x. Every zip ships the pose models as a Tasks bundle
-made here from mediapipe 0.10.21 (`models/pose_bundle.py`). The closure is resolved for Linux;
-other platforms get the same pins, because pip evaluates environment markers for the machine
-it runs on, not the target.
-Blender's own extension tool (shipped in the bpy wheel) builds and validates the zip, so the
-result is checked by the same code that installs it.
+installed in this venv (the ones the tests ran against); for 3.13 at the same versions except
+those pyproject sets per Python (mediapipe 0.10.21, the release with the pose models, and
+numpy 1 have no 3.13 wheels). Every zip ships the pose models as a Tasks bundle made here from
+mediapipe 0.10.21 (`models/pose_bundle.py`). The closure is resolved for Linux; other
+platforms get the same pins, because pip evaluates environment markers for the machine it runs
+on, not the target. Blender's own extension tool (shipped in the bpy wheel) builds and
+validates the zip, so the result is checked by the same code that installs it.
 """
 
 from __future__ import annotations
@@ -38,6 +37,8 @@ from importlib.util import find_spec
 from pathlib import Path, PurePosixPath
 from urllib.parse import unquote
 
+from packaging.requirements import Requirement
+
 from photo_avatar.models.pose_bundle import BUNDLE, bundle_bytes
 
 log = logging.getLogger("build_extension")
@@ -46,10 +47,6 @@ ROOT = Path(__file__).resolve().parent.parent
 BLENDER_RANGE = {"3.11": (None, "5.1.0"), "3.13": ("5.1.0", None)}
 """Blender releases per embedded Python: (first, first not) — None keeps the manifest's own
 minimum or sets no maximum (the manifest's maximum is exclusive)."""
-PYTHON_313_PINS = {"mediapipe": "mediapipe==1.2.3", "numpy": None}
-"""Requirements that change for Python 3.13: mediapipe's release with the Tasks API on 3.13
-(its models come from the bundle), numpy left to Blender (5.1+ bundle 2.x)."""
-
 PLATFORM_TAGS = {
     "linux-x64": [f"manylinux_2_{minor}_x86_64" for minor in range(28, 16, -1)]
     + ["manylinux2014_x86_64"],
@@ -75,6 +72,7 @@ BUNDLED_WITH_BLENDER = {
 }
 """Distributions in Blender's own site-packages (the bpy wheel lists the same as requirements)."""
 
+_RUNNING = f"{sys.version_info.major}.{sys.version_info.minor}"
 TORCH_LOCAL_LINUX = "cpu"
 """PyPI's Linux torch is the CUDA build with several GB of nvidia wheels; the +cpu build is not."""
 
@@ -126,30 +124,36 @@ def _pip(*args: str | os.PathLike[str], platform: str, python: str) -> list[str 
     ]
 
 
+def _dependencies() -> list[Requirement]:
+    return [
+        Requirement(dep)
+        for dep in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    ]
+
+
 def _requirements(python: str) -> list[str]:
-    """pyproject's runtime dependencies for `python`, torch as the CPU build on Linux."""
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    """pyproject's runtime dependencies for `python` (their markers evaluated for it, not for
+    the Python running this), torch as the CPU build on Linux."""
     torch = f"torch=={importlib.metadata.version('torch').split('+')[0]}+{TORCH_LOCAL_LINUX}"
     requirements = []
-    for dep in project["dependencies"]:
-        name = _normalise(re.split(r"[<>=!~ \[;]", dep, maxsplit=1)[0])
-        if name == "torch":
-            dep = torch
-        elif python == "3.13" and name in PYTHON_313_PINS:
-            dep = PYTHON_313_PINS[name]
-        if dep:
-            requirements.append(dep)
+    for dep in _dependencies():
+        if dep.marker and not dep.marker.evaluate({"python_version": python}):
+            continue
+        dep.marker = None
+        requirements.append(torch if _normalise(dep.name) == "torch" else str(dep))
     return requirements
 
 
 def _constraints(folder: Path, python: str) -> Path:
-    """The versions installed in this venv, so the zip ships what the tests ran against."""
+    """The versions installed in this venv, so the zip ships what the tests ran against;
+    for another Python, not those of the dependencies pyproject sets per Python."""
+    differ = {_normalise(dep.name) for dep in _dependencies() if dep.marker}
     pins = sorted(
         f"{dist.metadata['Name']}=={dist.version.split('+')[0]}"
         for dist in importlib.metadata.distributions()
         if dist.metadata["Name"]
         and not dist.read_text("direct_url.json")
-        and not (python == "3.13" and _normalise(dist.metadata["Name"]) in PYTHON_313_PINS)
+        and not (python != _RUNNING and _normalise(dist.metadata["Name"]) in differ)
     )
     path = folder / "constraints.txt"
     path.write_text("\n".join(pins) + "\n")
