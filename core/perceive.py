@@ -33,6 +33,9 @@ _MIN_STRIP = 0.2
 _PAD = 0.25
 """Margin of the second try, as a share of the photo's height (twice that of its width at
 each side)."""
+_LENIENT = 0.6
+"""Share of the confidence thresholds the second landmarker asks when the first finds nobody:
+BlazePose scores some plainly visible people (synthetic ones in dresses) just under 0.5."""
 _SAME_PERSON_OVERLAP = 0.5
 """Masks sharing more than this part of the smaller one are the same person."""
 
@@ -57,30 +60,38 @@ class MediaPipeDetector:
     def __init__(self, min_confidence: float = 0.5) -> None:
         self.min_confidence = min_confidence
         self._lock = threading.Lock()
-        self._landmarker: Any = None
+        self._landmarkers: list[Any] = []
 
     def detect(self, image: np.ndarray) -> list[Perception]:
         image = np.ascontiguousarray(image[..., :3], dtype=np.uint8)
         height, width = image.shape[:2]
+        # The detector sees the photo shrunk to 224 px and, when the person fills the frame
+        # (a side view), misses them or locks on a part; with a grey margin it finds the
+        # whole person. Both tries run and the one with the most confidently seen person
+        # wins (a part, or a shape in the background, has low keypoint visibility). When
+        # neither finds anyone, the lenient landmarker tries again, for one person only.
+        top, side = int(height * _PAD), int(width * 2 * _PAD)
+        padded = cv2.copyMakeBorder(
+            image, top, top, side, side, cv2.BORDER_CONSTANT, value=(128, 128, 128)
+        )
         with self._lock:
-            if self._landmarker is None:
+            if not self._landmarkers:
                 self._build()
-            # The detector sees the photo shrunk to 224 px and, when the person fills the
-            # frame (a side view), misses them or locks on a part; with a grey margin it
-            # finds the whole person. Both tries run and the larger person wins.
-            top, side = int(height * _PAD), int(width * 2 * _PAD)
-            padded = cv2.copyMakeBorder(
-                image, top, top, side, side, cv2.BORDER_CONSTANT, value=(128, 128, 128)
-            )
-            tries = [self._people(image, 0, 0, (height, width))]
-            tries.append(self._people(padded, -side, -top, (height, width)))
-            found = max(tries, key=lambda people: _area(people[0]) if people else -1.0)
-            if not found:
+            for landmarker in self._landmarkers:
+                tries = [
+                    self._people(landmarker, image, 0, 0, (height, width)),
+                    self._people(landmarker, padded, -side, -top, (height, width)),
+                ]
+                found = max(tries, key=lambda people: max(map(_seen, people), default=-1.0))
+                if found:
+                    break
+            else:
                 return []
-            people = sorted(found, key=_area, reverse=True)[:1]
-            for person in sorted(found, key=_area, reverse=True)[1:] + self._beside(
-                image, people[0].mask
-            ):
+            found.sort(key=_seen, reverse=True)
+            people = found[:1]
+            strict = landmarker is self._landmarkers[0]
+            others = found[1:] + self._beside(image, people[0].mask) if strict else []
+            for person in others:
                 if all(_overlap(person.mask, p.mask) < _SAME_PERSON_OVERLAP for p in people):
                     people.append(person)
         if len(people) > 1:
@@ -88,7 +99,8 @@ class MediaPipeDetector:
         return people
 
     def _build(self) -> None:
-        """Load the landmarker (under a second); mediapipe is imported only here."""
+        """Load the strict and the lenient landmarker (under a second each); mediapipe is
+        imported only here."""
         from mediapipe.tasks.python import BaseOptions, vision
 
         from ..models.pose_bundle import BUNDLE, bundle_bytes
@@ -100,15 +112,16 @@ class MediaPipeDetector:
                 f"the pose models are missing: no {BUNDLE.name} beside the package and no "
                 f"mediapipe 0.10.21 to make it from ({error})"
             ) from error
-        options = vision.PoseLandmarkerOptions(
-            base_options=BaseOptions(model_asset_buffer=bundle),
-            running_mode=vision.RunningMode.IMAGE,
-            num_poses=_MAX_PEOPLE,
-            min_pose_detection_confidence=self.min_confidence,
-            min_pose_presence_confidence=self.min_confidence,
-            output_segmentation_masks=True,
-        )
-        self._landmarker = vision.PoseLandmarker.create_from_options(options)
+        for confidence in (self.min_confidence, _LENIENT * self.min_confidence):
+            options = vision.PoseLandmarkerOptions(
+                base_options=BaseOptions(model_asset_buffer=bundle),
+                running_mode=vision.RunningMode.IMAGE,
+                num_poses=_MAX_PEOPLE,
+                min_pose_detection_confidence=confidence,
+                min_pose_presence_confidence=confidence,
+                output_segmentation_masks=True,
+            )
+            self._landmarkers.append(vision.PoseLandmarker.create_from_options(options))
 
     def _beside(self, image: np.ndarray, mask: np.ndarray) -> list[Perception]:
         """People in the strips left and right of the person found. A bystander beside a
@@ -122,18 +135,19 @@ class MediaPipeDetector:
         for x0, x1 in ((0, int(columns[0])), (int(columns[-1]) + 1, width)):
             if x1 - x0 >= _MIN_STRIP * height:
                 strip = np.ascontiguousarray(image[:, x0:x1])
-                people += self._people(strip, x0, 0, (height, width))
+                people += self._people(self._landmarkers[0], strip, x0, 0, (height, width))
         return people
 
+    @staticmethod
     def _people(
-        self, image: np.ndarray, x0: int, y0: int, full: tuple[int, int]
+        landmarker: Any, image: np.ndarray, x0: int, y0: int, full: tuple[int, int]
     ) -> list[Perception]:
-        """Everyone the landmarker finds in `image`, a window at (x0, y0) of a photo of size
+        """Everyone `landmarker` finds in `image`, a window at (x0, y0) of a photo of size
         `full`, in the photo's pixels."""
         import mediapipe
 
         frame = mediapipe.Image(image_format=mediapipe.ImageFormat.SRGB, data=image)
-        result = self._landmarker.detect(frame)
+        result = landmarker.detect(frame)
         masks = result.segmentation_masks or [None] * len(result.pose_landmarks)
         people = []
         for i, landmarks in enumerate(result.pose_landmarks):
@@ -226,8 +240,9 @@ def person_height(person: Perception) -> float:
     return max(from_mask, from_keypoints)
 
 
-def _area(person: Perception) -> float:
-    return float((person.mask > 0.5).sum())
+def _seen(person: Perception) -> float:
+    """Mean keypoint visibility: how confidently the landmarker saw a whole person."""
+    return float(person.keypoints[:, 2].mean())
 
 
 def _overlap(a: np.ndarray, b: np.ndarray) -> float:

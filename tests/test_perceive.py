@@ -207,3 +207,18 @@ def test_pose_models_are_found_in_the_bundle_or_in_mediapipe(tmp_path, monkeypat
     assert not pose_bundle.available()
     (tmp_path / "absent.task").write_bytes(b"")
     assert pose_bundle.available()
+
+
+@pytest.mark.slow
+def test_person_scored_under_the_threshold_is_found_by_the_lenient_try(
+    detector: Detector,
+) -> None:
+    """BlazePose scores this plainly visible woman in a dress just under 0.5."""
+    person = make_person(seed=1007)
+    shot = render_photo(person, sample_cameras(1, seed=7)[0], seed=70)
+    strict = MediaPipeDetector()
+    strict._build()
+    assert not strict._people(strict._landmarkers[0], shot.image, 0, 0, shot.image.shape[:2])
+    (found,) = detector.detect(shot.image)
+    found_mask = found.mask > 0.5
+    assert (found_mask & shot.mask).sum() / (found_mask | shot.mask).sum() > 0.9
