@@ -36,6 +36,11 @@ each side)."""
 _LENIENT = 0.6
 """Share of the confidence thresholds the second landmarker asks when the first finds nobody:
 BlazePose scores some plainly visible people (synthetic ones in dresses) just under 0.5."""
+_BOX_MARGIN = np.array([0.15, 0.1])
+"""Growth of the keypoints' box, as a share of its width and height, to hold the person's
+mask (hair, hands and feet reach past the keypoints)."""
+_MASK_IN_BOX = 0.9
+"""Share of a lenient find's mask that must lie in that box."""
 _SAME_PERSON_OVERLAP = 0.5
 """Masks sharing more than this part of the smaller one are the same person."""
 
@@ -69,7 +74,9 @@ class MediaPipeDetector:
         # (a side view), misses them or locks on a part; with a grey margin it finds the
         # whole person. Both tries run and the one with the most confidently seen person
         # wins (a part, or a shape in the background, has low keypoint visibility). When
-        # neither finds anyone, the lenient landmarker tries again, for one person only.
+        # neither finds anyone, the lenient landmarker tries again, for one person only,
+        # whose mask must lie around its keypoints (at that threshold it also finds blobs in
+        # the background).
         top, side = int(height * _PAD), int(width * 2 * _PAD)
         padded = cv2.copyMakeBorder(
             image, top, top, side, side, cv2.BORDER_CONSTANT, value=(128, 128, 128)
@@ -82,6 +89,8 @@ class MediaPipeDetector:
                     self._people(landmarker, image, 0, 0, (height, width)),
                     self._people(landmarker, padded, -side, -top, (height, width)),
                 ]
+                if landmarker is not self._landmarkers[0]:
+                    tries = [[p for p in people if _mask_fits_keypoints(p)] for people in tries]
                 found = max(tries, key=lambda people: max(map(_seen, people), default=-1.0))
                 if found:
                     break
@@ -92,7 +101,10 @@ class MediaPipeDetector:
             strict = landmarker is self._landmarkers[0]
             others = found[1:] + self._beside(image, people[0].mask) if strict else []
             for person in others:
-                if all(_overlap(person.mask, p.mask) < _SAME_PERSON_OVERLAP for p in people):
+                # A shape in the background may pass the detector but is barely seen.
+                if _seen(person) >= self.min_confidence and all(
+                    _overlap(person.mask, p.mask) < _SAME_PERSON_OVERLAP for p in people
+                ):
                     people.append(person)
         if len(people) > 1:
             log.info("%d people found", len(people))
@@ -238,6 +250,21 @@ def person_height(person: Perception) -> float:
     confident = person.keypoints[person.keypoints[:, 2] > 0.5, 1]
     from_keypoints = float(confident.max() - confident.min()) if len(confident) > 1 else 0.0
     return max(from_mask, from_keypoints)
+
+
+def _mask_fits_keypoints(person: Perception) -> bool:
+    """Whether the mask lies within the box of the confident keypoints (grown by
+    `_BOX_MARGIN`): a person's does, a blob in the background the landmarker took for one
+    does not (measured on synthetic photos: at least 0.98 against at most 0.84)."""
+    confident = person.keypoints[person.keypoints[:, 2] > 0.5, :2]
+    rows, cols = np.nonzero(person.mask > 0.5)
+    if len(confident) < 2 or not len(rows):
+        return False
+    low, high = confident.min(0), confident.max(0)
+    grow = _BOX_MARGIN * (high - low)
+    low, high = low - grow, high + grow
+    inside = (cols >= low[0]) & (cols <= high[0]) & (rows >= low[1]) & (rows <= high[1])
+    return float(inside.mean()) >= _MASK_IN_BOX
 
 
 def _seen(person: Perception) -> float:

@@ -12,7 +12,13 @@ import torch
 
 from photo_avatar.core.avatar import KEYPOINT_NAMES, Perception, Photo
 from photo_avatar.core.body_model import BodyModel
-from photo_avatar.core.perceive import Detector, MediaPipeDetector, perceive, person_height
+from photo_avatar.core.perceive import (
+    Detector,
+    MediaPipeDetector,
+    _mask_fits_keypoints,
+    perceive,
+    person_height,
+)
 from photo_avatar.core.progress import PhotoError, Progress
 from photo_avatar.core.synthetic import SyntheticPhoto, make_person, render_photo, sample_cameras
 from photo_avatar.models import pose_bundle
@@ -222,3 +228,12 @@ def test_person_scored_under_the_threshold_is_found_by_the_lenient_try(
     (found,) = detector.detect(shot.image)
     found_mask = found.mask > 0.5
     assert (found_mask & shot.mask).sum() / (found_mask | shot.mask).sum() > 0.9
+
+
+def test_a_lenient_find_must_have_its_mask_around_its_keypoints() -> None:
+    person = _person(100, 500)  # mask columns 200..300
+    person.keypoints[:, 0] = np.linspace(205, 295, len(KEYPOINT_NAMES))
+    assert _mask_fits_keypoints(person)
+    blob = np.zeros_like(person.mask)
+    blob[100:500, 350:450] = 1.0  # a shape beside the keypoints
+    assert not _mask_fits_keypoints(Perception(blob, person.keypoints))
