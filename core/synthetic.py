@@ -382,13 +382,15 @@ def sample_cameras(
     height: int = 640,
     seed: int = 0,
     person: SyntheticPerson | None = None,
+    frontal: bool = False,
 ) -> list[Camera]:
     """`n` level cameras around the person at evenly spaced yaws from a seeded start (one
-    camera: within 20° of frontal), 40° vertical field of view, framing a person of nominal
+    camera, or `frontal`: within 20° of frontal, so that the n views of a seed are among
+    its 2n views; else anywhere), 40° vertical field of view, framing a person of nominal
     stature to about 75% of the image height — or, given `person`, framing that person's
     whole clothed surface (arms included) with a margin."""
     rng = np.random.default_rng([seed, 5])
-    start = rng.uniform(-20, 20) if n == 1 else rng.uniform(-180, 180)
+    start = rng.uniform(-20, 20) if n == 1 or frontal else rng.uniform(-180, 180)
     low, top, reach = _FEET_Z, _FEET_Z + _NOMINAL_STATURE, 0.0
     if person is not None:
         low, top = float(person.vertices[:, 2].min()), float(person.vertices[:, 2].max())

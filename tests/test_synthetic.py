@@ -193,6 +193,17 @@ def test_single_camera_is_roughly_frontal():
         assert abs(yaw) <= 20.0
 
 
+def test_frontal_sets_of_views_hold_the_smaller_sets():
+    def yaws(n: int) -> list[float]:
+        return [
+            round(math.degrees(math.atan2(c.position[0], -c.position[1])), 3)
+            for c in sample_cameras(n, seed=2, frontal=True)
+        ]
+
+    assert abs(yaws(1)[0]) <= 20.0
+    assert yaws(1) == yaws(2)[:1] and yaws(2) == yaws(4)[::2] and yaws(4) == yaws(8)[::2]
+
+
 def test_unknown_garment_or_pose_is_refused():
     assert len(GARMENTS) == 5
     with pytest.raises(ValueError):
