@@ -115,14 +115,14 @@ class MediaPipeDetector:
         imported only here."""
         from mediapipe.tasks.python import BaseOptions, vision
 
-        from ..models.pose_bundle import BUNDLE, bundle_bytes
+        from ..models import pose_bundle
 
         try:
-            bundle = BUNDLE.read_bytes() if BUNDLE.is_file() else bundle_bytes()
+            bundle = pose_bundle.load()
         except ImportError as error:
             raise RuntimeError(
-                f"the pose models are missing: no {BUNDLE.name} beside the package and no "
-                f"mediapipe 0.10.21 to make it from ({error})"
+                f"the pose models are missing: no {pose_bundle.BUNDLE.name} beside the package "
+                f"and no mediapipe 0.10.21 to make it from ({error})"
             ) from error
         for confidence in (self.min_confidence, _LENIENT * self.min_confidence):
             options = vision.PoseLandmarkerOptions(

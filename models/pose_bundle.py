@@ -8,8 +8,8 @@ which we never do. Their Tasks API takes the same two models as a `.task` bundle
 the person detector and the landmarker), provided each carries TFLite metadata saying how its
 input image is normalised, which the 0.10.21 files lack. This module writes that metadata with
 0.10.21's own metadata writer and zips the pair, so the bundle is made from a registry package
-at build time (`scripts/build_extension.py` ships it in the Python 3.13 extension zip) and the
-detector needs nothing at run time but the bundle. On Python 3.11 it is made in memory.
+at build time (`scripts/build_extension.py` ships it in every extension zip) and the detector
+needs nothing at run time but the bundle. Without one, on Python 3.11, it is made in memory.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import zipfile
 from pathlib import Path
 
 BUNDLE = Path(__file__).resolve().parent / "weights" / "pose_landmarker.task"
-"""Where the detector looks for a prebuilt bundle (the Python 3.13 extension zip has one)."""
+"""Where the detector looks for a prebuilt bundle (every extension zip has one)."""
 
 _MODELS = {
     # bundle member: (file in the wheel's mediapipe/modules, input mean, input std)
@@ -44,6 +44,12 @@ def in_mediapipe() -> bool:
         all((Path(folder) / "modules" / source).is_file() for source, _, _ in _MODELS.values())
         for folder in folders or []
     )
+
+
+def load() -> bytes:
+    """The shipped bundle, else one made from mediapipe 0.10.21 (ImportError if neither):
+    its models are fixed, so a bundle made before is as good as a new one."""
+    return BUNDLE.read_bytes() if BUNDLE.is_file() else bundle_bytes()
 
 
 def bundle_bytes() -> bytes:

@@ -39,7 +39,8 @@ from urllib.parse import unquote
 
 from packaging.requirements import Requirement
 
-from photo_avatar.models.pose_bundle import BUNDLE, bundle_bytes
+from photo_avatar.models import pose_bundle
+from photo_avatar.models.pose_bundle import BUNDLE
 
 log = logging.getLogger("build_extension")
 
@@ -293,10 +294,9 @@ def build(pythons: list[str], platforms: list[str], with_wheels: bool, output: P
             work = Path(tmp)
             stage_dir = work / manifest["id"]
             stage(manifest, stage_dir)
-            bundle = stage_dir / Path(BUNDLE).relative_to(ROOT)
+            bundle = stage_dir / BUNDLE.relative_to(ROOT)
             bundle.parent.mkdir(parents=True, exist_ok=True)
-            # The bundle's models are fixed (those of mediapipe 0.10.21): one made before will do.
-            bundle.write_bytes(BUNDLE.read_bytes() if BUNDLE.is_file() else bundle_bytes())
+            bundle.write_bytes(pose_bundle.load())
             if with_wheels:
                 pins = resolve_pins(work, python)
                 wheels_dir = stage_dir / "wheels"
@@ -328,7 +328,7 @@ def _check_models_shipped(archive: Path) -> None:
     build if one is missing."""
     with zipfile.ZipFile(archive) as zipped:
         shipped = set(zipped.namelist())
-    for weights in [*sorted((ROOT / "models").rglob("*.onnx")), Path(BUNDLE)]:
+    for weights in [*sorted((ROOT / "models").rglob("*.onnx")), BUNDLE]:
         name = weights.relative_to(ROOT).as_posix()
         if name not in shipped:
             raise SystemExit(f"{archive.name} lacks {name}")
