@@ -45,16 +45,24 @@ class Camera:
         distance: float = 3.0,
         fov_degrees: float = DEFAULT_FOV_DEGREES,
         centre: tuple[float, float, float] = (0.0, 0.0, 0.0),
+        pitch_degrees: float = 0.0,
     ) -> Camera:
-        """A camera at `distance` metres from `centre` (world), level, rotated `yaw_degrees`
-        about the world Z axis (0 = sees the front, 180 = the back, 90 = the person's left)."""
+        """A camera at `distance` metres from `centre` (world), rotated `yaw_degrees` about
+        the world Z axis (0 = sees the front, 180 = the back, 90 = the person's left) and
+        tilted `pitch_degrees` down (negative: up) about its own x axis, so it stands higher
+        than `centre` and looks down at it, as a photographer standing over a person does."""
         f = 0.5 * height / math.tan(math.radians(fov_degrees) / 2)
         a = math.radians(yaw_degrees)
         yaw = np.array(
             [[math.cos(a), -math.sin(a), 0.0], [math.sin(a), math.cos(a), 0.0], [0.0, 0.0, 1.0]],
             dtype=np.float32,
         )
-        rotation = FRONT_VIEW @ yaw.T
+        b = math.radians(pitch_degrees)
+        pitch = np.array(
+            [[1.0, 0.0, 0.0], [0.0, math.cos(b), -math.sin(b)], [0.0, math.sin(b), math.cos(b)]],
+            dtype=np.float32,
+        )
+        rotation = pitch @ FRONT_VIEW @ yaw.T
         translation = np.array([0.0, 0.0, distance], np.float32) - rotation @ np.asarray(
             centre, np.float32
         )

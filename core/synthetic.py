@@ -383,13 +383,17 @@ def sample_cameras(
     seed: int = 0,
     person: SyntheticPerson | None = None,
     frontal: bool = False,
+    pitch: tuple[float, float] | None = None,
 ) -> list[Camera]:
-    """`n` level cameras around the person at evenly spaced yaws from a seeded start (one
+    """`n` cameras around the person at evenly spaced yaws from a seeded start (one
     camera, or `frontal`: within 20° of frontal, so that the n views of a seed are among
     its 2n views; else anywhere), 40° vertical field of view, framing a person of nominal
     stature to about 75% of the image height — or, given `person`, framing that person's
-    whole clothed surface (arms included) with a margin."""
+    whole clothed surface (arms included) with a margin. Level, or given `pitch` (low,
+    high), each tilted down by an angle drawn from that range in degrees (from a stream of
+    its own, so level sets of a seed stay what they were)."""
     rng = np.random.default_rng([seed, 5])
+    tilt = np.random.default_rng([seed, 8])
     start = rng.uniform(-20, 20) if n == 1 or frontal else rng.uniform(-180, 180)
     low, top, reach = _FEET_Z, _FEET_Z + _NOMINAL_STATURE, 0.0
     if person is not None:
@@ -402,8 +406,11 @@ def sample_cameras(
         distance = span / (2 * math.tan(math.radians(DEFAULT_FOV_DEGREES) / 2))
         distance *= rng.uniform(0.97, 1.03)
         centre = (0.0, 0.0, 0.5 * (low + top) + rng.uniform(-0.03, 0.03))
+        down = float(tilt.uniform(*pitch)) if pitch is not None else 0.0
         cameras.append(
-            Camera.looking_at_person(width, height, yaw, distance, DEFAULT_FOV_DEGREES, centre)
+            Camera.looking_at_person(
+                width, height, yaw, distance, DEFAULT_FOV_DEGREES, centre, pitch_degrees=down
+            )
         )
     return cameras
 

@@ -47,6 +47,11 @@ HELD_OUT_SEED = 90_000
 """People with seeds from here on are never trained on."""
 POSE_NOISE_DEGREES = 4.0
 """Std of the random rotation added to every joint of the fitted body."""
+PITCH_DEGREES = (-10.0, 20.0)
+"""Range of the cameras' downward tilt: real photos are mostly taken from above the person's
+middle (a standing photographer), some from below. With level cameras only, network 1
+learned that bodies stand square to the image and flattened the depth slope of legs seen
+from above (DEPTH_NET.md)."""
 PHENOTYPE_NOISE = 0.07
 """Std of the noise added to each phenotype parameter (in [0, 1]) of the fitted body."""
 
@@ -199,11 +204,12 @@ def make_sample(
 def person_samples(
     seed: int, views: int, side: int = SIDE, keep_weights: bool = False, balanced: bool = False
 ) -> list[DepthSample]:
-    """`views` samples of the synthetic person `seed`, from cameras spread around it; the
-    garment is drawn from the seed, or with `balanced` cycles through `synthetic.GARMENTS`."""
+    """`views` samples of the synthetic person `seed`, from cameras spread around it and
+    tilted within `PITCH_DEGREES`; the garment is drawn from the seed, or with `balanced`
+    cycles through `synthetic.GARMENTS`."""
     garment = synthetic.GARMENTS[seed % len(synthetic.GARMENTS)] if balanced else None
     person = synthetic.make_person(seed, garment=garment)
-    cameras = synthetic.sample_cameras(views, seed=seed, person=person)
+    cameras = synthetic.sample_cameras(views, seed=seed, person=person, pitch=PITCH_DEGREES)
     codec = LbsCodec(person.rig, device="cpu", threads=1)
     return [
         make_sample(person, camera, seed * 16 + k, codec, side, keep_weights)

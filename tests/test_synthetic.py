@@ -204,6 +204,23 @@ def test_frontal_sets_of_views_hold_the_smaller_sets():
     assert yaws(1) == yaws(2)[:1] and yaws(2) == yaws(4)[::2] and yaws(4) == yaws(8)[::2]
 
 
+def test_pitched_cameras_look_down_from_above_and_keep_the_level_yaws(skirted):
+    level = sample_cameras(4, WIDTH, HEIGHT, seed=6, person=skirted)
+    pitched = sample_cameras(4, WIDTH, HEIGHT, seed=6, person=skirted, pitch=(10.0, 20.0))
+    for flat, tilted in zip(level, pitched, strict=True):
+        assert np.allclose(
+            flat.position[:2] / np.linalg.norm(flat.position[:2]),
+            tilted.position[:2] / np.linalg.norm(tilted.position[:2]),
+            atol=1e-5,
+        )
+        axis = tilted.rotation[2]  # the optical axis in world coordinates
+        down = math.degrees(math.asin(-axis[2]))
+        assert 10.0 <= down <= 20.0
+        assert tilted.position[2] > flat.position[2] + 0.4
+        uvz = tilted.project(torch.as_tensor(skirted.vertices)).numpy()
+        assert (uvz[:, 1] > 0).all() and (uvz[:, 1] < HEIGHT - 1).all()
+
+
 def test_unknown_garment_or_pose_is_refused():
     assert len(GARMENTS) == 5
     with pytest.raises(ValueError):
