@@ -35,7 +35,7 @@ import torch
 
 from photo_avatar.core.avatar import DepthMaps, Perception, Photo
 from photo_avatar.models.depth_data import HELD_OUT_SEED, DepthSample, person_samples
-from photo_avatar.models.depth_runtime import refine_depth
+from photo_avatar.models.depth_runtime import ONNX_PATH, refine_depth
 
 SPLITS = {"tight": ("tight",), "loose_top": ("loose_top",), "skirt_dress": ("skirt", "dress"),
           "trousers": ("trousers",)}  # fmt: skip
@@ -82,13 +82,15 @@ def _skin_error(weights: np.ndarray, truth: np.ndarray, where: np.ndarray) -> fl
     return float(np.abs(weights[where] - truth[where].astype(np.float32)).sum(-1).mean())
 
 
-def evaluate(samples: list[DepthSample]) -> dict[str, list[dict[str, float]]]:
-    """Per garment, one dict of errors per sample."""
+def evaluate(
+    samples: list[DepthSample], weights: Path = ONNX_PATH
+) -> dict[str, list[dict[str, float]]]:
+    """Per garment, one dict of errors per sample, of the network in `weights`."""
     rows: dict[str, list[dict[str, float]]] = {}
     for sample in samples:
         photo, perception, prior = _as_inputs(sample)
-        refined = refine_depth(photo, perception, prior, device="cpu", skinning=True)
-        raw = refine_depth(photo, perception, prior, device="cpu", skinning=True, rim=0.0)
+        refined = refine_depth(photo, perception, prior, "cpu", weights, skinning=True)
+        raw = refine_depth(photo, perception, prior, "cpu", weights, skinning=True, rim=0.0)
         where = sample.true_mask & prior.mask
         row = {}
         for name, maps in (("prior", prior), ("net", refined), ("raw", raw)):
@@ -129,10 +131,13 @@ def ms_per_photo(sample: DepthSample, side: int = 512, repeats: int = 3) -> tupl
     return times[0], times[1]
 
 
-def depth_figures(quick: bool = False, cache: Path | None = None) -> dict[str, float]:
-    """The figures `benchmarks/networks.py` prints for network 1, logged per garment."""
+def depth_figures(
+    quick: bool = False, cache: Path | None = None, weights: Path = ONNX_PATH
+) -> dict[str, float]:
+    """The figures `benchmarks/networks.py` prints for network 1 (or the ONNX `weights`),
+    logged per garment."""
     samples = held_out(10 if quick else 30, 2 if quick else 3, cache=cache)
-    rows = evaluate(samples)
+    rows = evaluate(samples, weights)
     log = logging.getLogger("depth_net")
     everyone = [r for split in rows.values() for r in split]
     for split, garments in (*SPLITS.items(), ("all", tuple(rows))):
@@ -170,12 +175,13 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--cache", type=Path, help="pickle of the held-out samples")
     parser.add_argument("--generate-only", action="store_true", help="fill --cache and stop")
+    parser.add_argument("--weights", type=Path, default=ONNX_PATH, help="network 1 (ONNX)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if args.generate_only:
         held_out(10 if args.quick else 30, 2 if args.quick else 3, workers=1, cache=args.cache)
         return
-    figures = depth_figures(args.quick, args.cache)
+    figures = depth_figures(args.quick, args.cache, args.weights)
     print("depth_net: " + " ".join(f"{k}={v:.3f}" for k, v in figures.items()))
 
 

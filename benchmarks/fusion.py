@@ -116,7 +116,12 @@ def main() -> None:
     parser.add_argument("--preset", help="pipeline preset (default: default, quick: fast)")
     parser.add_argument("--views", type=int, nargs="+", help="photos per run")
     parser.add_argument("--detector", action="store_true", help="MediaPipe, not the truth")
-    parser.add_argument("--network", action="store_true", help="refine depth with network 1")
+    parser.add_argument(
+        "--network",
+        action=argparse.BooleanOptionalAction,
+        default=Settings.use_network,
+        help="refine depth with network 1 (--no-network: the body prior alone)",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     people = args.people or (3 if args.quick else 10)

@@ -41,10 +41,9 @@ class Settings:
     texture_size: int = 1024
     refine_iterations: int = 80
     """Steps of the forward-skinning refinement against the photos; 0 skips it."""
-    use_network: bool = False
-    """Refine the body prior's depth with network 1. Opt-in for now: on held-out synthetic
-    people it halves the depth error, but on real photos it still roughens the surface
-    (models/DEPTH_NET.md)."""
+    use_network: bool = True
+    """Refine the body prior's depth with network 1 (models/DEPTH_NET.md); off keeps the
+    body prior alone, for comparison."""
     device: str = "auto"
     """'auto', 'cpu' or 'cuda' for torch and onnxruntime."""
     seed: int = 0

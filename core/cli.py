@@ -42,9 +42,9 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("--rest-pose", choices=("a", "t"), default="a", help="A or T rest pose")
     gen.add_argument("--triangles", type=int, help="triangle budget (default from the preset)")
     gen.add_argument(
-        "--network", action="store_true",
-        help="refine the depth with network 1 (better on synthetic people, rougher on real "
-        "photos for now)",
+        "--network", action=argparse.BooleanOptionalAction, default=Settings.use_network,
+        help="refine the body prior's depth with network 1 (--no-network: the body prior "
+        "alone, for comparison)",
     )  # fmt: skip
     gen.add_argument("--no-refine", action="store_true",
                      help="skip the forward-skinning refinement against the photos")  # fmt: skip

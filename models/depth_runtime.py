@@ -26,6 +26,11 @@ MIN_HALF_THICKNESS = 0.002
 RIM = 0.03
 """Width of the band along the outline, as a fraction of the crop side, over which the
 network's correction fades in from zero (the prior's own rim) to full."""
+SHIFT = 0.03
+"""Metres the network may move the prior's mid-depth (where the person is along the view
+ray); its thickness correction is free. The unposing puts every point where the fitted
+skeleton is, so a surface moved far from the fit (legs 10 cm off on a real photo taken
+from above) tears in the canonical pose."""
 SKINNING = False
 """Whether the refined maps take their skinning from the network's latents (decoded by
 the LBS autoencoder) instead of the prior's; set by the held-out measurement in
@@ -41,6 +46,7 @@ def refine_depth(
     skinning: bool = SKINNING,
     rig: str = "mixamo",
     rim: float = RIM,
+    shift: float = SHIFT,
 ) -> DepthMaps:
     """The clothed person's front and back depth in `prior`'s camera and mask.
 
@@ -65,6 +71,8 @@ def refine_depth(
     front = np.where(inside, prior.front, 0.0) + correction[0]
     back = np.where(inside, prior.back, 0.0) + correction[1]
     mid, half = 0.5 * (front + back), np.maximum(0.5 * (back - front), MIN_HALF_THICKNESS)
+    prior_mid = 0.5 * (np.where(inside, prior.front, 0.0) + np.where(inside, prior.back, 0.0))
+    mid = prior_mid + np.clip(mid - prior_mid, -shift, shift)
     front = np.where(inside, mid - half, np.inf).astype(np.float32)
     back = np.where(inside, mid + half, np.inf).astype(np.float32)
     refined = replace(prior, front=front, back=back, mask=inside)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import bpy
 
-from ..core.avatar import PRESETS
+from ..core.avatar import PRESETS, Settings
 from ..core.body_model import RIGS
 
 
@@ -29,6 +29,12 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--preset", choices=PRESETS, default="default")
     parser.add_argument("--rig", choices=(*RIGS, "smplx"), default="mixamo")
     parser.add_argument("--rest-pose", choices=("a", "t"), default="a")
+    parser.add_argument(
+        "--network",
+        action=argparse.BooleanOptionalAction,
+        default=Settings.use_network,
+        help="refine the depth with network 1 (--no-network: the body prior alone)",
+    )
     if argv is None:  # Blender passes its own arguments; ours follow "--"
         argv = sys.argv[sys.argv.index("--") + 1 :] if "--" in sys.argv else sys.argv[1:]
     return parser.parse_args(argv)
@@ -52,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
             preset=args.preset,
             rig=args.rig,
             rest_pose=args.rest_pose,
+            use_network=args.network,
         )
     except RuntimeError as error:  # the operator's report, raised in background mode
         print(f"photo_avatar: {str(error).strip().splitlines()[-1]}")

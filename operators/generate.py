@@ -19,6 +19,7 @@ from ..core.progress import Cancelled, Progress
 from .build import Builder, MeshArrays, prepare
 from .preferences import preferences
 from .properties import (
+    network_property,
     preset_property,
     rest_pose_property,
     rig_property,
@@ -61,7 +62,11 @@ def _settings_from(op: bpy.types.Operator, context: bpy.types.Context) -> Settin
     """The run's settings: the operator's options over the add-on preferences (a script
     that leaves `preset` unset gets the preferred default preset)."""
     prefs = preferences(context)
-    overrides: dict[str, object] = {"rig": op.rig, "rest_pose": op.rest_pose}
+    overrides: dict[str, object] = {
+        "rig": op.rig,
+        "rest_pose": op.rest_pose,
+        "use_network": op.use_network,
+    }
     if op.triangles:
         overrides["triangles"] = op.triangles
     preset = op.preset
@@ -134,6 +139,7 @@ class PHOTO_AVATAR_OT_generate(bpy.types.Operator):
     rig: rig_property()
     rest_pose: rest_pose_property()
     triangles: triangles_property()
+    use_network: network_property()
 
     _job = None
     _timer = None

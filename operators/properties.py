@@ -15,6 +15,7 @@ from bpy.props import (
     StringProperty,
 )
 
+from ..core.avatar import Settings
 from ..core.body_model import RIGS
 
 _RIG_LABELS = {
@@ -67,6 +68,15 @@ def triangles_property():
     )
 
 
+def network_property():
+    return BoolProperty(
+        name="Depth network",
+        description="Refine the fitted body's depth and shape with the shipped network; "
+        "off: the fitted body alone (to compare)",
+        default=Settings.use_network,
+    )
+
+
 class PHOTO_AVATAR_PG_photo(bpy.types.PropertyGroup):
     """One photo of the person."""
 
@@ -84,6 +94,7 @@ class PHOTO_AVATAR_PG_settings(bpy.types.PropertyGroup):
     rig: rig_property()
     rest_pose: rest_pose_property()
     triangles: triangles_property()
+    use_network: network_property()
 
 
 class PHOTO_AVATAR_PG_run(bpy.types.PropertyGroup):

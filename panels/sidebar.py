@@ -63,6 +63,7 @@ class PHOTO_AVATAR_PT_sidebar(bpy.types.Panel):
         options.prop(settings, "rig")
         options.prop(settings, "rest_pose")
         options.prop(settings, "triangles")
+        options.prop(settings, "use_network")
         prefs = context.preferences.addons.get(ADDON_ID)
         if prefs is not None:
             options.prop(prefs.preferences, "device")
@@ -77,3 +78,4 @@ class PHOTO_AVATAR_PT_sidebar(bpy.types.Panel):
         op = generate.operator("photo_avatar.generate", icon="OUTLINER_OB_ARMATURE")
         op.preset, op.rig = settings.preset, settings.rig
         op.rest_pose, op.triangles = settings.rest_pose, settings.triangles
+        op.use_network = settings.use_network

@@ -61,6 +61,21 @@ def test_refinement_stays_near_the_person(crop) -> None:
     assert np.median(np.abs(refined.back[both] - shot.back[both])) < 0.08
 
 
+def test_network_moves_the_person_along_the_view_ray_by_at_most_the_shift(crop) -> None:
+    """Thickness is the network's; where the person stands stays near the fitted body."""
+    photo, perception, prior, _ = crop
+    free = refine_depth(photo, perception, prior, device="cpu", shift=1.0)
+    held = refine_depth(photo, perception, prior, device="cpu", shift=0.01)
+    inside = held.mask
+    prior_mid = 0.5 * (prior.front[inside] + prior.back[inside])
+    moved = np.abs(0.5 * (held.front[inside] + held.back[inside]) - prior_mid)
+    assert moved.max() <= 0.01 + 1e-5
+    free_moved = np.abs(0.5 * (free.front[inside] + free.back[inside]) - prior_mid)
+    assert free_moved.max() > 0.01  # the limit really bit
+    thickness = held.back[inside] - held.front[inside]
+    assert np.allclose(thickness, free.back[inside] - free.front[inside], atol=1e-4)
+
+
 def test_skinning_sums_to_one_inside_the_person(crop) -> None:
     photo, perception, prior, _ = crop
     refined = refine_depth(photo, perception, prior, device="cpu", skinning=True)

@@ -86,17 +86,18 @@ def test_cancel_stops_the_run(shot):
     assert seen and seen[-1] != "done"
 
 
-def test_network_refines_the_depth_and_the_avatar_still_lands(run, shot):
-    refined = generate(
-        [Photo("synthetic.png", shot.image)], Settings.from_preset("fast", use_network=True)
+def test_network_is_on_by_default_and_the_prior_alone_still_lands(run, shot):
+    assert Settings.from_preset("fast").use_network
+    plain = generate(
+        [Photo("synthetic.png", shot.image)], Settings.from_preset("fast", use_network=False)
     )
-    inside = refined.depths[0].mask & run.depths[0].mask  # both in the working crop
-    change = np.abs(refined.depths[0].front[inside] - run.depths[0].front[inside])
-    assert np.median(change) > 1e-3  # network 1 really ran and moved the surface
-    verts = posed_vertices(refined.avatar, 0)
-    mask = render_depth(refined.avatar.cameras[0], verts, refined.avatar.faces).mask
+    inside = plain.depths[0].mask & run.depths[0].mask  # both in the working crop
+    change = np.abs(plain.depths[0].front[inside] - run.depths[0].front[inside])
+    assert np.median(change) > 1e-3  # network 1 really ran in `run` and moved the surface
+    verts = posed_vertices(plain.avatar, 0)
+    mask = render_depth(plain.avatar.cameras[0], verts, plain.avatar.faces).mask
     assert mask_iou(mask, shot.mask) > 0.85
-    assert np.allclose(refined.avatar.weights.sum(1), 1.0, atol=1e-4)
+    assert np.allclose(plain.avatar.weights.sum(1), 1.0, atol=1e-4)
 
 
 def test_two_photos_are_refined_and_land_on_both_silhouettes():
