@@ -4,15 +4,17 @@
     python benchmarks/depth_net.py --quick    # 10 people x 2 views
     python benchmarks/depth_net.py --cache /tmp/held_out.pkl   # keep the renders for re-runs
 
-People with seeds from `depth_data.HELD_OUT_SEED` (never trained on), garments cycling through
-`synthetic.GARMENTS`, each seen from cameras spread around them, with the same imperfect fit
-and mask as in training, at the network's own side (128 px). Per sample, inside the true
-silhouette where the prior has depth: mean |depth - truth| of the front and of the back, in
-cm, for the prior and for `depth_runtime.refine_depth` as the pipeline calls it ("net", the
-correction faded out along the outline) and without the fade ("raw"); and the skinning
-error, per pixel the sum over bones of |weights - true weights| (0 exact, 2 disjoint), of
-the prior's weights and of the network's decoded latents (the prior's again when the shipped
-model predicts none; the pipeline decodes them only when `depth_runtime.SKINNING` is on).
+People with seeds from `depth_data.HELD_OUT_SEED` (never trained on), garments cycling
+through `synthetic.GARMENTS`, each seen from cameras spread around them and tilted, with the
+same imperfect fit and mask as in training, at the network's own side (128 px). Per sample,
+inside the true silhouette where the prior has depth: mean |depth - truth| of the front and
+of the back, in cm, for the prior and for `depth_runtime.refine_depth` as the pipeline calls
+it ("net": the correction faded out along the outline, the person moved along the view ray
+by at most `depth_runtime.SHIFT`) and without either ("raw": the network's own answer); and
+the skinning error, per pixel the sum over bones of |weights - true weights| (0 exact, 2
+disjoint), of the prior's weights and of the network's decoded latents (the prior's again
+when the shipped model predicts none; the pipeline decodes them only when
+`depth_runtime.SKINNING` is on).
 Averages over samples, split by garment (skirt and dress together). `ms_per_photo`:
 refine_depth on a 512-px working crop (the default `work_side`), depth only and with decoded
 skinning.
@@ -90,7 +92,9 @@ def evaluate(
     for sample in samples:
         photo, perception, prior = _as_inputs(sample)
         refined = refine_depth(photo, perception, prior, "cpu", weights, skinning=True)
-        raw = refine_depth(photo, perception, prior, "cpu", weights, skinning=True, rim=0.0)
+        raw = refine_depth(
+            photo, perception, prior, "cpu", weights, skinning=True, rim=0.0, shift=np.inf
+        )
         where = sample.true_mask & prior.mask
         row = {}
         for name, maps in (("prior", prior), ("net", refined), ("raw", raw)):
