@@ -53,7 +53,8 @@ def refine_depth(
     photo, perception: the square working crop the prior was made on (same H, W);
     prior: `body_prior.body_prior_depth` of that crop. Skinning weights stay the prior's
     unless `skinning` and the model has latents, when those are decoded by `rig`'s LBS
-    autoencoder.
+    autoencoder. The person moves along the view ray (the mid-depth) by `shift` metres at
+    most; the thickness is the network's.
     """
     inside = prior.mask & np.isfinite(prior.front) & np.isfinite(prior.back)
     if not inside.any():
@@ -68,11 +69,12 @@ def refine_depth(
         # The truth's rims are steep (the surface turns away); meshed, a steep rim reads as an
         # occlusion edge and is cut off, so the correction fades out towards the outline.
         correction *= np.clip(ndimage.distance_transform_edt(inside) / (rim * height), 0, 1)
-    front = np.where(inside, prior.front, 0.0) + correction[0]
-    back = np.where(inside, prior.back, 0.0) + correction[1]
-    mid, half = 0.5 * (front + back), np.maximum(0.5 * (back - front), MIN_HALF_THICKNESS)
-    prior_mid = 0.5 * (np.where(inside, prior.front, 0.0) + np.where(inside, prior.back, 0.0))
-    mid = prior_mid + np.clip(mid - prior_mid, -shift, shift)
+    prior_front = np.where(inside, prior.front, 0.0)
+    prior_back = np.where(inside, prior.back, 0.0)
+    half = np.maximum(0.5 * (prior_back - prior_front + correction[1] - correction[0]),
+                      MIN_HALF_THICKNESS)  # fmt: skip
+    move = np.clip(0.5 * (correction[0] + correction[1]), -shift, shift)
+    mid = 0.5 * (prior_front + prior_back) + move
     front = np.where(inside, mid - half, np.inf).astype(np.float32)
     back = np.where(inside, mid + half, np.inf).astype(np.float32)
     refined = replace(prior, front=front, back=back, mask=inside)

@@ -2,6 +2,7 @@
 
     blender -b --python-expr "from bl_ext.user_default.photo_avatar.operators import batch; \\
 batch.main()" -- photo.jpg [photo.jpg ...] -o avatar.blend [--preset fast|default|high]
+        [--no-network]
     .venv/bin/python -m photo_avatar.operators.batch photo.jpg -o avatar.blend   # bpy wheel
 
 Runs the same operator as the sidebar (blocking: there is no event loop in background mode),
