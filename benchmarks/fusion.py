@@ -36,6 +36,7 @@ import torch
 from photo_avatar.core.avatar import KEYPOINT_NAMES, Perception, Photo, Settings
 from photo_avatar.core.body_model import load_body_model
 from photo_avatar.core.camera import Camera
+from photo_avatar.core.cli import add_network_option
 from photo_avatar.core.metrics import align_similarity
 from photo_avatar.core.pipeline import generate
 from photo_avatar.core.preview import shade
@@ -116,12 +117,7 @@ def main() -> None:
     parser.add_argument("--preset", help="pipeline preset (default: default, quick: fast)")
     parser.add_argument("--views", type=int, nargs="+", help="photos per run")
     parser.add_argument("--detector", action="store_true", help="MediaPipe, not the truth")
-    parser.add_argument(
-        "--network",
-        action=argparse.BooleanOptionalAction,
-        default=Settings.use_network,
-        help="refine depth with network 1 (--no-network: the body prior alone)",
-    )
+    add_network_option(parser)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     people = args.people or (3 if args.quick else 10)

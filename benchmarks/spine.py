@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from photo_avatar.core.avatar import Photo, Settings
+from photo_avatar.core.cli import add_network_option
 from photo_avatar.core.metrics import align_similarity, mask_iou, surface_scores
 from photo_avatar.core.pipeline import generate
 from photo_avatar.core.progress import PhotoError
@@ -60,12 +61,7 @@ def main() -> None:
     parser.add_argument("--people", type=int, help="number of synthetic people")
     parser.add_argument("--preset", help="pipeline preset (default: default, quick: fast)")
     parser.add_argument("--views", type=int, nargs="+", default=[1, 4], help="photos per run")
-    parser.add_argument(
-        "--network",
-        action=argparse.BooleanOptionalAction,
-        default=Settings.use_network,
-        help="refine depth with network 1 (--no-network: the body prior alone)",
-    )
+    add_network_option(parser)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     people = args.people or (3 if args.quick else 10)

@@ -22,6 +22,16 @@ from .progress import Cancelled, PhotoError, Progress
 log = logging.getLogger("photo_avatar")
 
 
+def add_network_option(parser: argparse.ArgumentParser) -> None:
+    """`--network/--no-network`, defaulting to `Settings.use_network`: one switch for the
+    command line, Blender's batch command and the benchmarks."""
+    parser.add_argument(
+        "--network", action=argparse.BooleanOptionalAction, default=Settings.use_network,
+        help="refine the body prior's depth with network 1 (--no-network: the body prior "
+        "alone, for comparison)",
+    )  # fmt: skip
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="photo-avatar", description="Photos of a person -> rigged, textured avatar."
@@ -41,11 +51,7 @@ def _parser() -> argparse.ArgumentParser:
                      help="your own licensed SMPL-X model files (for --rig smplx)")  # fmt: skip
     gen.add_argument("--rest-pose", choices=("a", "t"), default="a", help="A or T rest pose")
     gen.add_argument("--triangles", type=int, help="triangle budget (default from the preset)")
-    gen.add_argument(
-        "--network", action=argparse.BooleanOptionalAction, default=Settings.use_network,
-        help="refine the body prior's depth with network 1 (--no-network: the body prior "
-        "alone, for comparison)",
-    )  # fmt: skip
+    add_network_option(gen)
     gen.add_argument("--no-refine", action="store_true",
                      help="skip the forward-skinning refinement against the photos")  # fmt: skip
     gen.add_argument("--report", type=Path, help="folder for a PNG contact sheet of the run")

@@ -17,8 +17,9 @@ from pathlib import Path
 
 import bpy
 
-from ..core.avatar import PRESETS, Settings
+from ..core.avatar import PRESETS
 from ..core.body_model import RIGS
+from ..core.cli import add_network_option
 
 
 def _arguments(argv: list[str] | None) -> argparse.Namespace:
@@ -30,12 +31,7 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--preset", choices=PRESETS, default="default")
     parser.add_argument("--rig", choices=(*RIGS, "smplx"), default="mixamo")
     parser.add_argument("--rest-pose", choices=("a", "t"), default="a")
-    parser.add_argument(
-        "--network",
-        action=argparse.BooleanOptionalAction,
-        default=Settings.use_network,
-        help="refine the depth with network 1 (--no-network: the body prior alone)",
-    )
+    add_network_option(parser)
     if argv is None:  # Blender passes its own arguments; ours follow "--"
         argv = sys.argv[sys.argv.index("--") + 1 :] if "--" in sys.argv else sys.argv[1:]
     return parser.parse_args(argv)

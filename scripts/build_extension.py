@@ -40,7 +40,6 @@ from urllib.parse import unquote
 from packaging.requirements import Requirement
 
 from photo_avatar.models import pose_bundle
-from photo_avatar.models.pose_bundle import BUNDLE
 
 log = logging.getLogger("build_extension")
 
@@ -294,7 +293,7 @@ def build(pythons: list[str], platforms: list[str], with_wheels: bool, output: P
             work = Path(tmp)
             stage_dir = work / manifest["id"]
             stage(manifest, stage_dir)
-            bundle = stage_dir / BUNDLE.relative_to(ROOT)
+            bundle = stage_dir / pose_bundle.BUNDLE.relative_to(ROOT)
             bundle.parent.mkdir(parents=True, exist_ok=True)
             bundle.write_bytes(pose_bundle.load())
             if with_wheels:
@@ -328,7 +327,7 @@ def _check_models_shipped(archive: Path) -> None:
     build if one is missing."""
     with zipfile.ZipFile(archive) as zipped:
         shipped = set(zipped.namelist())
-    for weights in [*sorted((ROOT / "models").rglob("*.onnx")), BUNDLE]:
+    for weights in [*sorted((ROOT / "models").rglob("*.onnx")), pose_bundle.BUNDLE]:
         name = weights.relative_to(ROOT).as_posix()
         if name not in shipped:
             raise SystemExit(f"{archive.name} lacks {name}")
