@@ -6,7 +6,8 @@ Stages, each a few Adam steps on the CPU:
    refined on the torso keypoints;
 2. pose: camera and pose of every hypothesis on all keypoints, the detector's 3D limb
    directions, the pose prior and interpenetration; the best hypothesis of each photo stays;
-3. shape: the shared phenotype joins, with the silhouette terms and the shape prior.
+3. shape: the shared phenotype joins, with the silhouette terms and the shape prior, and
+   the photos' poses are pulled together where they nearly agree (`_pose_agreement`).
 The body's root bone stays unrotated: the camera holds the person's whole rigid placement.
 """
 
@@ -29,6 +30,7 @@ from .fit_losses import (
     SilhouetteTarget,
     body_proxies,
     direction_loss,
+    geman_mcclure,
     keypoint_loss,
     penetration_loss,
     silhouette_loss,
@@ -53,6 +55,7 @@ WEIGHTS = {
     "inside": 1.0,
     "coverage": 1.0,
     "shape": 20.0,
+    "agreement": 300.0,
 }
 """Loss weights; image terms are in reference pixels², the rest scaled to match."""
 LEARNING_RATES = {"pose": 0.03, "turn": 0.02, "place": 0.02, "shape": 0.05}
@@ -62,6 +65,10 @@ SHAPE_STEP = 1e-3
 """Phenotype step of the finite differences."""
 VOXEL = 0.025
 """Metres: one template vertex per voxel this size feeds the silhouette terms."""
+AGREEMENT_SIGMA = 0.15
+"""Radians: photos whose joint rotations differ by less than this are pulled to one pose
+(a person standing still, photographed from several sides); a joint that moved further
+between photos (an arm raised in one) is left to its keypoints."""
 MIN_CONFIDENCE = 0.5
 """Keypoints below this confidence are left out of the reported error."""
 _TORSO = ("left_shoulder", "right_shoulder", "left_hip", "right_hip")
@@ -173,6 +180,19 @@ def fit_body(
     log.info("facing hypotheses kept: %s", best.tolist())
     fitter.run(state, targets, iterations[2], "shape", reporter)
     return fitter.result(state, targets)
+
+
+def _pose_agreement(free: torch.Tensor, hinge: torch.Tensor) -> torch.Tensor:
+    """(B,) robust distance of each photo's joint rotations from the photos' mean.
+
+    One photo fixes a limb poorly along its own view ray, and the photos are fused in the
+    canonical pose through their own poses: small disagreements blur the fused surface.
+    Robust per joint, so that a joint that really moved is let go as a whole.
+    """
+    squared = torch.cat(
+        [((x - x.mean(0, keepdim=True)) ** 2).sum(-1) for x in (free, hinge)], dim=1
+    )
+    return geman_mcclure(squared, AGREEMENT_SIGMA).sum(1)
 
 
 class _Reporter:
@@ -377,7 +397,8 @@ class _Fitter:
             inside, coverage = silhouette_loss(outline[b], silhouette, SILHOUETTE_SIGMA)
             loss[b] = loss[b] + WEIGHTS["inside"] * inside + WEIGHTS["coverage"] * coverage
         shape_prior = WEIGHTS["shape"] * ((torch.sigmoid(state.shape) - 0.5) ** 2).sum()
-        return loss + shape_prior / len(loss)
+        agreement = WEIGHTS["agreement"] * _pose_agreement(state.free, state.hinge)
+        return loss + shape_prior / len(loss) + agreement
 
     def run(
         self, state: _State, targets: _Targets, iterations: int, stage: str, reporter: _Reporter

@@ -8,9 +8,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from photo_avatar.core.avatar import KEYPOINT_NAMES, BodyFit, Perception, Photo
+from photo_avatar.core.avatar import KEYPOINT_NAMES, BodyFit, Perception, Photo, Settings
 from photo_avatar.core.body_model import BodyModel, Rest
 from photo_avatar.core.camera import Camera
+from photo_avatar.core.fit import fit_body
 from photo_avatar.core.metrics import mask_iou
 from photo_avatar.core.raster import render_depth
 from photo_avatar.core.skinning import axis_angle_to_matrix
@@ -76,8 +77,14 @@ def make_truth(body: BodyModel, seed: int) -> Truth:
         rng.uniform(0.2, 0.8, (1, len(body.phenotype_names))), dtype=torch.float32
     )
     with torch.no_grad():
+        pose = natural_pose(body, body.rest(phenotype), rng)
+    return posed_truth(body, phenotype, pose)
+
+
+def posed_truth(body: BodyModel, phenotype: torch.Tensor, pose: torch.Tensor) -> Truth:
+    """The person of `phenotype` (1, P) in `pose` (1, J, 3, 3), keypoints placed on the body."""
+    with torch.no_grad():
         rest = body.rest(phenotype)
-        pose = natural_pose(body, rest, rng)
         posed = body.pose(rest, pose)
     names = body.landmark_names
     at = {n: posed.landmarks[0, i].numpy() for i, n in enumerate(names)}
@@ -139,15 +146,87 @@ def fitted_iou(body: BodyModel, fit: BodyFit, index: int, mask: np.ndarray) -> f
     return mask_iou(render.mask, mask > 0.5)
 
 
-def joint_error_mm(body: BodyModel, fit: BodyFit, truth: Truth, camera: Camera) -> float:
-    """Mean joint error (mm) in the photo's camera frame after matching the centroid and
-    scale (one photo leaves size and distance ambiguous; rotation errors still count)."""
+def joint_error_mm(
+    body: BodyModel, fit: BodyFit, truth: Truth, camera: Camera, index: int = 0
+) -> float:
+    """Mean joint error (mm) of photo `index`'s pose in its camera frame after matching the
+    centroid and scale (one photo leaves size and distance ambiguous; rotation errors count)."""
     with torch.no_grad():
         rest = body.rest(torch.as_tensor(fit.phenotype))
-        posed = body.pose(rest, torch.as_tensor(fit.poses[:1]))
+        posed = body.pose(rest, torch.as_tensor(fit.poses[index : index + 1]))
     joints = len(body.joint_bones)
-    pred = fit.cameras[0].to_camera(posed.landmarks[0, :joints]).numpy()
+    pred = fit.cameras[index].to_camera(posed.landmarks[0, :joints]).numpy()
     true = camera.to_camera(truth.landmarks[:joints]).numpy()
     pred, true = pred - pred.mean(0), true - true.mean(0)
     pred *= np.sqrt((true**2).sum() / (pred**2).sum())
     return float(1000 * np.linalg.norm(pred - true, axis=1).mean())
+
+
+def pose_spread_mm(body: BodyModel, fit: BodyFit) -> float:
+    """Mean distance (mm) of each photo's posed landmarks from their mean over the photos,
+    in the body's own frame (cameras left out): how far the photos disagree on the pose."""
+    with torch.no_grad():
+        rest = body.rest(torch.as_tensor(fit.phenotype))
+        landmarks = torch.cat(
+            [body.pose(rest, torch.as_tensor(pose[None])).landmarks for pose in fit.poses]
+        )
+    return float(1000 * (landmarks - landmarks.mean(0)).norm(dim=-1).mean())
+
+
+def test_one_photo_fit_lands_on_its_silhouette_facing_the_right_way(body: BodyModel) -> None:
+    truth = make_truth(body, seed=3)
+    camera = Camera.looking_at_person(SIDE, SIDE, 30.0, 3.0, 45.0)
+    photo, seen = photograph(body, truth, camera, seed=3)
+    fit = fit_body([photo], [seen], body, Settings.from_preset("fast"))
+    assert yaw_error(camera_yaw(fit.cameras[0]), camera_yaw(camera)) < 15.0
+    assert fitted_iou(body, fit, 0, seen.mask) > 0.8
+    assert joint_error_mm(body, fit, truth, camera) < 40.0
+    assert fit.keypoint_error_px[0] < 6.0
+
+
+def test_photos_from_several_sides_agree_on_one_pose(body: BodyModel) -> None:
+    """Without 3D keypoints each photo leaves its limbs loose along its own view ray; a
+    person standing still for photos from three sides gets one pose from all of them."""
+    truth = make_truth(body, seed=2)
+    cameras = [Camera.looking_at_person(SIDE, SIDE, y, 3.0, 45.0) for y in (10.0, 100.0, 190.0)]
+    shots = [photograph(body, truth, c, seed=20 + k, world=False) for k, c in enumerate(cameras)]
+    fit = fit_body([p for p, _ in shots], [s for _, s in shots], body, Settings.from_preset("fast"))
+    assert pose_spread_mm(body, fit) < 12.0
+    for k, camera in enumerate(cameras):
+        assert joint_error_mm(body, fit, truth, camera, k) < 35.0
+
+
+def test_a_limb_that_moved_between_photos_keeps_its_own_pose(body: BodyModel) -> None:
+    """Agreement pulls small differences together, not real movement: the arm raised in
+    the second photo stays raised there."""
+    truth = make_truth(body, seed=4)
+    shoulder = body.joint_bones["left_shoulder"]
+    frame = body.rest(truth.phenotype).bone_matrices[0, shoulder, :3, :3].detach()
+    lift = axis_angle_to_matrix(torch.tensor([0.0, -1.0, 0.0]) * math.radians(70.0))
+    pose = truth.pose.clone()
+    pose[0, shoulder] = frame.T @ lift @ frame @ pose[0, shoulder]
+    raised = posed_truth(body, truth.phenotype, pose)
+    cameras = [Camera.looking_at_person(SIDE, SIDE, y, 3.0, 45.0) for y in (0.0, 40.0)]
+    shots = [
+        photograph(body, person, camera, seed=40 + k)
+        for k, (person, camera) in enumerate(zip((truth, raised), cameras, strict=True))
+    ]
+    fit = fit_body([p for p, _ in shots], [s for _, s in shots], body, Settings.from_preset("fast"))
+    names = body.landmark_names
+    shoulder, elbow = names.index("left_shoulder"), names.index("left_elbow")
+    with torch.no_grad():
+        rest = body.rest(torch.as_tensor(fit.phenotype))
+    for k, camera in enumerate(cameras):
+        with torch.no_grad():
+            landmarks = body.pose(rest, torch.as_tensor(fit.poses[k : k + 1])).landmarks[0]
+        fitted = fit.cameras[k].to_camera(landmarks).numpy()
+        arm = fitted[elbow] - fitted[shoulder]
+        angles = []
+        for person in (truth, raised):
+            true = camera.to_camera(person.landmarks).numpy()
+            true_arm = true[elbow] - true[shoulder]
+            cos = arm @ true_arm / np.linalg.norm(arm) / np.linalg.norm(true_arm)
+            angles.append(math.degrees(math.acos(min(cos, 1.0))))
+        own, other = angles[k], angles[1 - k]
+        assert own < 35.0 and own < other - 15.0
+    assert max(fit.keypoint_error_px) < 6.0
