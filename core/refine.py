@@ -114,7 +114,7 @@ def refine(
 
     vertices = torch.as_tensor(fused.vertices, dtype=torch.float32)
     faces = torch.as_tensor(fused.faces, dtype=torch.long)
-    influence, share = _sparse_weights(fused.weights, settings.max_influences)
+    weights = _strongest_weights(fused.weights, settings.max_influences)
     laplacian, spread = _mesh_operators(fused.faces, len(fused.vertices))
     mesh = trimesh.Trimesh(fused.vertices, fused.faces, process=False)
     pairs = torch.as_tensor(np.array(mesh.face_adjacency), dtype=torch.long)
@@ -135,10 +135,7 @@ def refine(
     def smoothed() -> torch.Tensor:
         """(V, 3) the offsets: the raw unknowns spread over a few rings of neighbours, so
         that no step can pull out a single vertex (a spike) however a term pulls on it."""
-        offsets = raw
-        for _ in range(SPREAD_STEPS):
-            offsets = torch.sparse.mm(spread, offsets)
-        return offsets
+        return _SparseProduct.apply(raw, spread, SPREAD_STEPS)
 
     def posed_in_photos(offsets: torch.Tensor) -> torch.Tensor:
         """(N, V, 3) the corrected mesh in every photo's camera space."""
@@ -146,7 +143,7 @@ def refine(
         frames = skinning.forward_kinematics(rest_frames.expand(count, -1, -1, -1),
                                              body.parents, corrected)  # fmt: skip
         transforms = skinning.skinning_transforms(frames, canonical_frames.expand_as(frames))
-        blended = (transforms[:, influence] * share[None, ..., None, None]).sum(2)
+        blended = (weights @ transforms.flatten(2)).unflatten(2, (4, 4))
         points = vertices + offsets
         world = (blended[..., :3, :3] @ points[None, ..., None])[..., 0] + blended[..., :3, 3]
         return torch.stack([ph.to_camera(world[i]) + shifts[i] for i, ph in enumerate(photos)])
@@ -166,7 +163,7 @@ def refine(
             / count
         )
         points = vertices + offsets
-        smooth = (torch.sparse.mm(laplacian, offsets) ** 2).sum(1).mean()
+        smooth = (_SparseProduct.apply(offsets, laplacian, 1) ** 2).sum(1).mean()
         normals = _face_normals(points, faces)
         folds = (1 - (normals[pairs[:, 0]] * normals[pairs[:, 1]]).sum(1)).mean()
         loss = (
@@ -269,16 +266,18 @@ def _to_mask_edge(target: SilhouetteTarget) -> SilhouetteTarget:
     return replace(target, outside=edge)
 
 
-def _sparse_weights(weights: np.ndarray, influences: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(V, J) weights -> the `influences` largest per vertex: bone indices (V, K) long and
-    their weights (V, K) float32, renormalised."""
+def _strongest_weights(weights: np.ndarray, influences: int) -> torch.Tensor:
+    """(V, J) weights with only the `influences` largest of each row kept, renormalised."""
     index = np.argsort(-weights, axis=1)[:, :influences]
     share = np.take_along_axis(weights, index, axis=1)
-    share = share / share.sum(1, keepdims=True)
-    return torch.as_tensor(index, dtype=torch.long), torch.as_tensor(share, dtype=torch.float32)
+    strongest = np.zeros_like(weights, dtype=np.float32)
+    np.put_along_axis(strongest, index, share / share.sum(1, keepdims=True), axis=1)
+    return torch.as_tensor(strongest)
 
 
-def _mesh_operators(faces: np.ndarray, count: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _mesh_operators(
+    faces: np.ndarray, count: int
+) -> tuple[scipy.sparse.csr_matrix, scipy.sparse.csr_matrix]:
     """(V, V) sparse uniform Laplacian (each vertex minus the mean of its neighbours) and
     spreading operator (the mean over a vertex and its neighbours)."""
     edges = np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]])
@@ -291,14 +290,29 @@ def _mesh_operators(faces: np.ndarray, count: int) -> tuple[torch.Tensor, torch.
     eye = scipy.sparse.eye(count)
     laplacian = eye - scipy.sparse.diags(1.0 / np.maximum(degree, 1)) @ adjacency
     spread = scipy.sparse.diags(1.0 / (degree + 1)) @ (adjacency + eye)
-    return _torch_sparse(laplacian), _torch_sparse(spread)
+    return laplacian.astype(np.float32).tocsr(), spread.astype(np.float32).tocsr()
 
 
-def _torch_sparse(matrix: scipy.sparse.spmatrix) -> torch.Tensor:
-    coo = matrix.tocoo()
-    index = torch.as_tensor(np.stack([coo.row, coo.col]), dtype=torch.long)
-    values = torch.as_tensor(coo.data, dtype=torch.float32)
-    return torch.sparse_coo_tensor(index, values, coo.shape, check_invariants=True).coalesce()
+class _SparseProduct(torch.autograd.Function):
+    """matrix^times @ x for a fixed scipy sparse matrix, differentiable in x: scipy's
+    sparse products are several times faster on the CPU than torch's, backward included
+    (they were most of a refinement step)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, matrix: scipy.sparse.csr_matrix, times: int) -> torch.Tensor:
+        ctx.matrix, ctx.times = matrix, times
+        return _power_product(matrix, x, times)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
+        return _power_product(ctx.matrix.T, grad, ctx.times), None, None
+
+
+def _power_product(matrix: scipy.sparse.spmatrix, x: torch.Tensor, times: int) -> torch.Tensor:
+    y = x.detach().numpy()
+    for _ in range(times):
+        y = matrix @ y
+    return torch.from_numpy(np.ascontiguousarray(y, dtype=np.float32))
 
 
 def _vertex_normals(vertices: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
