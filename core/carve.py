@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.sparse
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
@@ -53,17 +54,29 @@ def voxel_weights(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Skinning weights of canonical points (K, 3) from the nearest canonical body vertices
     (B, 3) and their weights (B, J), inverse-distance blended: the `influences` largest bones
-    as indices (K, I) int64 and shares (K, I) float32 summing to one."""
+    as indices (K, I) int64 and shares (K, I) float32 summing to one, largest first.
+
+    The blend is a sparse product (a body vertex has a handful of bones), which spares the
+    (K, NEAREST_VERTICES, J) gather of a dense one."""
     distance, nearest = cKDTree(body_vertices).query(points, k=NEAREST_VERTICES, workers=-1)
     inverse = (1.0 / (distance + 1e-3)).astype(np.float32)
+    bones = scipy.sparse.csr_matrix(body_weights.astype(np.float32))
     index = np.empty((len(points), influences), np.int64)
     share = np.empty((len(points), influences), np.float32)
     for start in range(0, len(points), CHUNK):
         part = slice(start, start + CHUNK)
-        blend = np.einsum("kn,knj->kj", inverse[part], body_weights[nearest[part]])
-        top = np.argsort(-blend, axis=1)[:, :influences]
-        index[part] = top
-        share[part] = np.take_along_axis(blend, top, axis=1)
+        count = len(inverse[part])
+        rows = np.repeat(np.arange(count), NEAREST_VERTICES)
+        near = scipy.sparse.csr_matrix(
+            (inverse[part].ravel(), (rows, nearest[part].ravel())),
+            shape=(count, len(body_vertices)),
+        )
+        blend = (near @ bones).toarray()
+        top = np.argpartition(-blend, influences - 1, axis=1)[:, :influences]
+        values = np.take_along_axis(blend, top, axis=1)
+        order = np.argsort(-values, axis=1)
+        index[part] = np.take_along_axis(top, order, axis=1)
+        share[part] = np.take_along_axis(values, order, axis=1)
     share /= share.sum(1, keepdims=True)
     return index, share
 
