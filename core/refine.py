@@ -115,7 +115,7 @@ def refine(
 
     vertices = torch.as_tensor(fused.vertices, dtype=torch.float32)
     faces = torch.as_tensor(fused.faces, dtype=torch.long)
-    weights = _strongest_weights(fused.weights, settings.max_influences)
+    weights = torch.as_tensor(fused.weights)  # at most max_influences per row, summing to 1
     laplacian, spread = _mesh_operators(fused.faces, len(fused.vertices))
     mesh = trimesh.Trimesh(fused.vertices, fused.faces, process=False)
     pairs = torch.as_tensor(np.array(mesh.face_adjacency), dtype=torch.long)
@@ -265,15 +265,6 @@ def _to_mask_edge(target: SilhouetteTarget) -> SilhouetteTarget:
     by about a pixel all round (a few points of IoU)."""
     edge = (target.outside - 0.5 * target.scale).clamp(min=0.0)
     return replace(target, outside=edge)
-
-
-def _strongest_weights(weights: np.ndarray, influences: int) -> torch.Tensor:
-    """(V, J) weights with only the `influences` largest of each row kept, renormalised."""
-    index = np.argsort(-weights, axis=1)[:, :influences]
-    share = np.take_along_axis(weights, index, axis=1)
-    strongest = np.zeros_like(weights, dtype=np.float32)
-    np.put_along_axis(strongest, index, share / share.sum(1, keepdims=True), axis=1)
-    return torch.as_tensor(strongest)
 
 
 def _mesh_operators(
