@@ -146,16 +146,20 @@ def fitted_iou(body: BodyModel, fit: BodyFit, index: int, mask: np.ndarray) -> f
     return mask_iou(render.mask, mask > 0.5)
 
 
+def fitted_landmarks(body: BodyModel, fit: BodyFit, index: int) -> torch.Tensor:
+    """(L, 3) world landmarks of the fitted body in photo `index`'s pose."""
+    with torch.no_grad():
+        rest = body.rest(torch.as_tensor(fit.phenotype))
+        return body.pose(rest, torch.as_tensor(fit.poses[index : index + 1])).landmarks[0]
+
+
 def joint_error_mm(
     body: BodyModel, fit: BodyFit, truth: Truth, camera: Camera, index: int = 0
 ) -> float:
     """Mean joint error (mm) of photo `index`'s pose in its camera frame after matching the
     centroid and scale (one photo leaves size and distance ambiguous; rotation errors count)."""
-    with torch.no_grad():
-        rest = body.rest(torch.as_tensor(fit.phenotype))
-        posed = body.pose(rest, torch.as_tensor(fit.poses[index : index + 1]))
     joints = len(body.joint_bones)
-    pred = fit.cameras[index].to_camera(posed.landmarks[0, :joints]).numpy()
+    pred = fit.cameras[index].to_camera(fitted_landmarks(body, fit, index)[:joints]).numpy()
     true = camera.to_camera(truth.landmarks[:joints]).numpy()
     pred, true = pred - pred.mean(0), true - true.mean(0)
     pred *= np.sqrt((true**2).sum() / (pred**2).sum())
@@ -165,11 +169,7 @@ def joint_error_mm(
 def pose_spread_mm(body: BodyModel, fit: BodyFit) -> float:
     """Mean distance (mm) of each photo's posed landmarks from their mean over the photos,
     in the body's own frame (cameras left out): how far the photos disagree on the pose."""
-    with torch.no_grad():
-        rest = body.rest(torch.as_tensor(fit.phenotype))
-        landmarks = torch.cat(
-            [body.pose(rest, torch.as_tensor(pose[None])).landmarks for pose in fit.poses]
-        )
+    landmarks = torch.stack([fitted_landmarks(body, fit, k) for k in range(len(fit.poses))])
     return float(1000 * (landmarks - landmarks.mean(0)).norm(dim=-1).mean())
 
 
@@ -200,11 +200,11 @@ def test_a_limb_that_moved_between_photos_keeps_its_own_pose(body: BodyModel) ->
     """Agreement pulls small differences together, not real movement: the arm raised in
     the second photo stays raised there."""
     truth = make_truth(body, seed=4)
-    shoulder = body.joint_bones["left_shoulder"]
-    frame = body.rest(truth.phenotype).bone_matrices[0, shoulder, :3, :3].detach()
+    bone = body.joint_bones["left_shoulder"]
+    frame = body.rest(truth.phenotype).bone_matrices[0, bone, :3, :3].detach()
     lift = axis_angle_to_matrix(torch.tensor([0.0, -1.0, 0.0]) * math.radians(70.0))
     pose = truth.pose.clone()
-    pose[0, shoulder] = frame.T @ lift @ frame @ pose[0, shoulder]
+    pose[0, bone] = frame.T @ lift @ frame @ pose[0, bone]
     raised = posed_truth(body, truth.phenotype, pose)
     cameras = [Camera.looking_at_person(SIDE, SIDE, y, 3.0, 45.0) for y in (0.0, 40.0)]
     shots = [
@@ -214,12 +214,8 @@ def test_a_limb_that_moved_between_photos_keeps_its_own_pose(body: BodyModel) ->
     fit = fit_body([p for p, _ in shots], [s for _, s in shots], body, Settings.from_preset("fast"))
     names = body.landmark_names
     shoulder, elbow = names.index("left_shoulder"), names.index("left_elbow")
-    with torch.no_grad():
-        rest = body.rest(torch.as_tensor(fit.phenotype))
     for k, camera in enumerate(cameras):
-        with torch.no_grad():
-            landmarks = body.pose(rest, torch.as_tensor(fit.poses[k : k + 1])).landmarks[0]
-        fitted = fit.cameras[k].to_camera(landmarks).numpy()
+        fitted = fit.cameras[k].to_camera(fitted_landmarks(body, fit, k)).numpy()
         arm = fitted[elbow] - fitted[shoulder]
         angles = []
         for person in (truth, raised):
