@@ -75,6 +75,17 @@ class TruthDetector:
         return [Perception(mask.astype(np.float32), keypoints)]
 
 
+def photographed(
+    seed: int, views: int
+) -> tuple[SyntheticPerson, list[SyntheticPhoto], list[Photo]]:
+    """Synthetic person `seed` photographed from `views` sides, the first near frontal."""
+    person = make_person(seed=1000 + seed)
+    cameras = sample_cameras(views, seed=seed, person=person, frontal=True)
+    shots = [render_photo(person, c, seed=seed * 10 + k) for k, c in enumerate(cameras)]
+    photos = [Photo(f"synthetic_{seed}_{k}.png", s.image) for k, s in enumerate(shots)]
+    return person, shots, photos
+
+
 def held_out_camera(cameras: list[Camera]) -> Camera:
     """A camera half-way between two given ones in yaw (or behind a single one)."""
     first = cameras[0]
@@ -131,11 +142,8 @@ def main() -> None:
     for views in views_list:
         results: dict[str, dict[str, list[float]]] = {v: defaultdict(list) for v in variants}
         for seed in range(people):
-            person = make_person(seed=1000 + seed)
-            cameras = sample_cameras(views, seed=seed, person=person, frontal=True)
-            shots = [render_photo(person, c, seed=seed * 10 + k) for k, c in enumerate(cameras)]
-            photos = [Photo(f"synthetic_{seed}_{k}.png", s.image) for k, s in enumerate(shots)]
-            held_out = held_out_camera(cameras)
+            person, shots, photos = photographed(seed, views)
+            held_out = held_out_camera([s.camera for s in shots])
             for name, variant in variants.items():
                 detector = None if args.detector else TruthDetector(person, shots)
                 start = time.perf_counter()

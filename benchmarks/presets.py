@@ -22,19 +22,15 @@ import time
 
 import fusion
 
-from photo_avatar.core.avatar import Photo, Settings
+from photo_avatar.core.avatar import Settings
 from photo_avatar.core.pipeline import generate
-from photo_avatar.core.synthetic import make_person, render_photo, sample_cameras
 
 PRESETS = ("fast", "default", "high")
 
 
 def one_avatar(preset: str, views: int, seed: int) -> dict[str, object]:
     """Make one avatar in this process; its wall time, stage times and peak memory."""
-    person = make_person(seed=1000 + seed)
-    cameras = sample_cameras(views, seed=seed, person=person, frontal=True)
-    shots = [render_photo(person, c, seed=seed * 10 + k) for k, c in enumerate(cameras)]
-    photos = [Photo(f"synthetic_{seed}_{k}.png", s.image) for k, s in enumerate(shots)]
+    person, shots, photos = fusion.photographed(seed, views)
     detector = fusion.TruthDetector(person, shots)
     start = time.perf_counter()
     run = generate(photos, Settings.from_preset(preset), detector=detector)
