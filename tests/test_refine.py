@@ -118,3 +118,48 @@ def test_refined_weights_are_normalised_and_sparse(case):
     np.testing.assert_allclose(weights.sum(1), 1.0, atol=1e-5)
     assert ((weights > 0).sum(1) <= SETTINGS.max_influences).all()
     assert np.isfinite(case.refined.mesh.vertices).all()
+
+
+def _joint_thickness(body, rest, vertices, weights, bone: str, axis_angle) -> float:
+    """Median, over the vertices within 6 cm of `bone`'s joint, of how far from the joint a
+    vertex stays once the joint turns by `axis_angle` from the canonical A pose, as a
+    fraction of its distance at rest. Linear blend skinning pinches a joint towards its
+    centre (the candy wrapper; half the radius where two bones share a vertex at 120
+    degrees, whatever the weights), and weights blurred over a wider zone pinch more of it."""
+    rotations = body.rest_pose_rotations(rest, "a")
+    j = body.bone_names.index(f"mixamorig:{bone}")
+    turn = torch.zeros(1, len(body.bone_names), 3)
+    turn[0, j] = torch.tensor(axis_angle)
+    canonical = skinning.forward_kinematics(rest.bone_matrices, body.parents, rotations)
+    bent = skinning.forward_kinematics(
+        rest.bone_matrices, body.parents, rotations @ skinning.axis_angle_to_matrix(turn)
+    )
+    moved = skinning.forward_skin(
+        torch.as_tensor(vertices),
+        torch.as_tensor(weights),
+        skinning.skinning_transforms(bent, canonical),
+    )[0].numpy()
+    pivot, posed_pivot = canonical[0, j, :3, 3].numpy(), bent[0, j, :3, 3].numpy()
+    before = np.linalg.norm(vertices - pivot, axis=1)
+    near = before < 0.06
+    return float(np.median(np.linalg.norm(moved - posed_pivot, axis=1)[near] / before[near]))
+
+
+@pytest.mark.parametrize(
+    "bone, axis_angle",
+    [
+        ("LeftForeArm", (2.09, 0.0, 0.0)),  # elbow bent 120 degrees
+        ("LeftLeg", (-2.09, 0.0, 0.0)),  # knee bent 120 degrees
+        ("LeftForeArm", (0.0, 1.57, 0.0)),  # forearm twisted 90 degrees
+    ],
+)
+def test_refined_weights_pinch_joints_little_more_than_the_body_models_own(
+    body, case, bone, axis_angle
+):
+    rest = body.rest(torch.as_tensor(case.refined.fit.phenotype))
+    mesh = case.refined.mesh
+    ours = _joint_thickness(body, rest, mesh.vertices, mesh.weights, bone, axis_angle)
+    canonical = body.pose(rest, body.rest_pose_rotations(rest, "a")).vertices[0].numpy()
+    artist = _joint_thickness(body, rest, canonical, body.skin_weights.numpy(), bone, axis_angle)
+    assert ours > 0.8, ours
+    assert ours > 0.92 * artist, (ours, artist)
