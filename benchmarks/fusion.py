@@ -13,7 +13,9 @@ landmarks) so that the figures measure fusion and refinement, not the detector, 
 not find synthetic people seen from behind; `--detector` uses MediaPipe instead, and people
 it rejects are counted as failed. Scores as in `benchmarks/spine.py` (photo 1's camera
 frame, translation + scale aligned), plus colour PSNR on a view no photo gave (the avatar
-and the truth shaded alike, inside both silhouettes).
+and the truth shaded alike, inside both silhouettes) and the texture's seam contrast
+(`metrics.seam_jumps`); and how many of the steps from one photo count to the next lowered
+each person's Chamfer (refinement on).
 Last line: `fusion: chamfer_cm_1=… chamfer_cm_4=… nc_4=… iou_4=… refine_gain=… seconds_1=…
 seconds_4=…` (refine_gain: Chamfer without refinement over Chamfer with it, 4 photos).
 """
@@ -28,6 +30,7 @@ import statistics
 import time
 from collections import defaultdict
 from dataclasses import replace
+from itertools import pairwise
 
 import numpy as np
 import spine
@@ -37,7 +40,7 @@ from photo_avatar.core.avatar import KEYPOINT_NAMES, Perception, Photo, Settings
 from photo_avatar.core.body_model import load_body_model
 from photo_avatar.core.camera import Camera
 from photo_avatar.core.cli import add_network_option
-from photo_avatar.core.metrics import align_similarity
+from photo_avatar.core.metrics import align_similarity, seam_jumps
 from photo_avatar.core.pipeline import generate
 from photo_avatar.core.preview import shade
 from photo_avatar.core.progress import PhotoError
@@ -105,8 +108,10 @@ def _yaw(camera: Camera) -> float:
 
 
 def evaluate(person: SyntheticPerson, shots, run, held_out: Camera) -> dict[str, float]:
-    """The spine's scores, and colour PSNR in a view no photo gave: the avatar, aligned as
-    the spine aligns it, back in the truth's world and shaded like the truth."""
+    """The spine's scores; colour PSNR in a view no photo gave (the avatar, aligned as the
+    spine aligns it, back in the truth's world and shaded like the truth); and how much
+    more colour jumps across the texture's seams than across its other edges (90th and
+    99th percentiles, as ratios: 1 or less is a seam the eye cannot find)."""
     avatar = run.avatar
     truth_cam = shots[0].camera
     truth = truth_cam.to_camera(torch.as_tensor(person.posed_vertices())).numpy()
@@ -118,7 +123,13 @@ def evaluate(person: SyntheticPerson, shots, run, held_out: Camera) -> dict[str,
     both = seen_mask & true_mask
     error = np.mean((seen[both].astype(np.float32) - true[both].astype(np.float32)) ** 2)
     psnr = float(10 * np.log10(255.0**2 / max(error, 1e-6)))
-    return {**spine.evaluate(person, shots, run), "psnr": psnr}
+    seams, edges = seam_jumps(avatar.vertices, avatar.faces, avatar.uv, avatar.texture)
+    return {
+        **spine.evaluate(person, shots, run),
+        "psnr": psnr,
+        "seam_p90": float(np.percentile(seams, 90) / max(np.percentile(edges, 90), 1e-6)),
+        "seam_p99": float(np.percentile(seams, 99) / max(np.percentile(edges, 99), 1e-6)),
+    }
 
 
 def main() -> None:
@@ -139,6 +150,7 @@ def main() -> None:
     variants = {"on": settings, "off": replace(settings, refine_iterations=0)}
     medians: dict[tuple[int, str], dict[str, float]] = {}
     failures: dict[int, int] = defaultdict(int)
+    chamfers: dict[int, dict[int, float]] = defaultdict(dict)
     for views in views_list:
         results: dict[str, dict[str, list[float]]] = {v: defaultdict(list) for v in variants}
         for seed in range(people):
@@ -157,6 +169,8 @@ def main() -> None:
                 row["seconds"].append(time.perf_counter() - start)
                 for key, value in evaluate(person, shots, run, held_out).items():
                     row[key].append(value)
+                if name == "on":
+                    chamfers[seed][views] = row["chamfer_cm"][-1]
                 scores = " ".join(f"{k}={v[-1]:.3f}" for k, v in row.items())
                 print(f"photos={views} person={seed} garment={person.garment} refine={name} "
                       f"{scores}", flush=True)  # fmt: skip
@@ -165,6 +179,10 @@ def main() -> None:
                 medians[views, name] = {k: statistics.median(v) for k, v in row.items()}
                 scores = " ".join(f"{k}={v:.3f}" for k, v in medians[views, name].items())
                 print(f"photos={views} refine={name} medians: {scores}")
+    lowered = [
+        c[b] < c[a] for c in chamfers.values() for a, b in pairwise(views_list) if a in c and b in c
+    ]
+    print(f"added photos lowered Chamfer in {sum(lowered)} of {len(lowered)} steps")
     peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
     print(f"peak memory (max RSS of this process): {peak_gb:.2f} GB; failed: {dict(failures)}")
     most = 4 if 4 in views_list else views_list[-1]

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from photo_avatar.core.avatar import Photo, Settings
-from photo_avatar.core.metrics import mask_iou
+from photo_avatar.core.metrics import mask_iou, seam_jumps
 from photo_avatar.core.pipeline import Reconstruction, generate
 from photo_avatar.core.progress import Cancelled, Progress
 from photo_avatar.core.raster import render_depth
@@ -47,6 +47,16 @@ def test_avatar_is_complete(run):
     assert avatar.photo_poses.shape == (1, 52, 3, 3)
     assert 4_000 <= len(avatar.faces) <= 12_000  # the fast preset's budget is 10k
     assert avatar.texture.std() > 5  # a real texture, not one flat colour
+
+
+def test_texture_seams_jump_no_more_than_its_other_edges(run):
+    avatar = run.avatar
+    seams, edges = seam_jumps(avatar.vertices, avatar.faces, avatar.uv, avatar.texture)
+    assert len(seams) > 100 and len(edges) > 10 * len(seams)
+    # Bilinear samples half a texel inside the charts: an unfilled gutter or a chart
+    # coloured apart from its neighbours shows here (a black gutter doubles the 90th).
+    for q in (90, 99):
+        assert np.percentile(seams, q) <= 1.1 * np.percentile(edges, q) + 1.0, q
 
 
 def test_posed_avatar_lands_on_its_silhouette(run, shot):
