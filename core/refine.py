@@ -10,9 +10,10 @@ depth of the vertices the photo sees against its front depth map. Shared: the of
 Laplacian (smooth corrections, even triangles), normal consistency of adjacent faces, and
 the pose corrections held near zero.
 
-Why this helps several photos: each photo's pose comes from its own fit, and a few degrees
-off in one photo blur the fused surface; the corrections let every photo agree on one
-canonical shape, and the silhouettes of all photos then carve it like a visual hull.
+Why this helps several photos: each photo keeps a pose of its own (the fit only pulls the
+photos' joints towards agreement), and a few degrees off in one photo blur the fused
+surface; the corrections let every photo agree on one canonical shape, and the silhouettes
+of all photos then carve it like a visual hull.
 
 CPU only for now: the coverage term's nearest-vertex search is a k-d tree and the sparse
 products run in scipy; 80 steps for 20k triangles cost about 4.5 s with one photo and 7 s
