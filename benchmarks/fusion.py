@@ -127,9 +127,16 @@ def evaluate(person: SyntheticPerson, shots, run, held_out: Camera) -> dict[str,
     return {
         **spine.evaluate(person, shots, run),
         "psnr": psnr,
-        "seam_p90": float(np.percentile(seams, 90) / max(np.percentile(edges, 90), 1e-6)),
-        "seam_p99": float(np.percentile(seams, 99) / max(np.percentile(edges, 99), 1e-6)),
+        "seam_p90": _seam_ratio(seams, edges, 90),
+        "seam_p99": _seam_ratio(seams, edges, 99),
     }
+
+
+def _seam_ratio(seams: np.ndarray, edges: np.ndarray, q: float) -> float:
+    """Percentile q of the seams' colour jumps over the other edges'; 0 with no seam."""
+    if len(seams) == 0 or len(edges) == 0:
+        return 0.0
+    return float(np.percentile(seams, q) / max(np.percentile(edges, q), 1e-6))
 
 
 def main() -> None:

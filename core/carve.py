@@ -21,7 +21,14 @@ from scipy.spatial import cKDTree
 from .avatar import DepthMaps
 
 SILHOUETTE_WEIGHT = 0.3
-"""Vote of a photo whose mask a voxel lands outside of."""
+"""Vote of a photo whose (grown) mask a voxel lands just outside of: a pose a few degrees
+off puts a limb's true edge there."""
+SILHOUETTE_FAR_WEIGHT = 3.0
+"""Vote of a photo whose mask a voxel lands well outside of (the weight ramps up from
+`SILHOUETTE_WEIGHT` over `SILHOUETTE_RAMP_PIXELS` beyond the slack): no pose error explains
+a surface there, so it outweighs what other photos' surfaces say (a skirt's hem that the
+front photo's depth pushes too far forward is cut back by a side photo's outline)."""
+SILHOUETTE_RAMP_PIXELS = 6.0
 FREE_WEIGHT = 0.2
 """Vote of a photo that sees past a voxel (it lands in front of the front surface)."""
 INSIDE_WEIGHT = 0.1
@@ -105,6 +112,7 @@ def photo_votes(
     depth = view.depth
     camera = depth.camera
     grown = ndimage.binary_dilation(depth.mask, iterations=MASK_SLACK_PIXELS)
+    gap = ndimage.distance_transform_edt(~grown)
     front = np.where(depth.mask, depth.front, np.inf)
     back = np.where(depth.mask, depth.back, np.inf)
     tree = cKDTree(posed_body)
@@ -131,7 +139,11 @@ def photo_votes(
         distance = np.where(known, np.maximum(near - z, z - far), truncation)
         s = np.clip(distance, -truncation, truncation)
         w = np.zeros(len(s), np.float32)
-        w[outside] = SILHOUETTE_WEIGHT
+        far_out = np.where(on_image, gap[vc, uc], np.inf)
+        ramp = np.clip((far_out - 1.0) / SILHOUETTE_RAMP_PIXELS, 0.0, 1.0)
+        w[outside] = (SILHOUETTE_WEIGHT + (SILHOUETTE_FAR_WEIGHT - SILHOUETTE_WEIGHT) * ramp)[
+            outside
+        ]
         w[known & (z < near - FREE_SLACK)] = FREE_WEIGHT
         w[known & (z >= near - FREE_SLACK) & (z <= far) & ~squeezed] = INSIDE_WEIGHT
         w[known & (z > far) & ~squeezed] = BEHIND_WEIGHT

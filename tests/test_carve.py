@@ -37,10 +37,17 @@ def _votes(view: carve.PhotoView, points, body_distance=None, posed_body=None):
     return carve.photo_votes(points, index, share, view, TRUNCATION, distance, body)
 
 
-def test_outside_the_silhouette_is_strongly_empty(view):
-    signed, weight = _votes(view, [[0.9, 0.0, 0.0]])  # far to the side: off the mask
-    assert signed[0] == pytest.approx(TRUNCATION)
-    assert weight[0] == pytest.approx(carve.SILHOUETTE_WEIGHT)
+def test_outside_the_silhouette_is_empty_and_far_outside_overrules(view):
+    camera = view.depth.camera
+    # 4 cm (3.7 pixels) beyond the box's outline, 3 m away: just past the mask's slack;
+    # then 20 cm beyond it.
+    edge = (150 - camera.cx) / camera.fx * 3.0
+    points = [[edge + 0.04, 0.0, 0.0], [edge + 0.2, 0.0, 0.0]]
+    signed, weight = _votes(view, points)
+    assert signed == pytest.approx([TRUNCATION, TRUNCATION])
+    assert carve.SILHOUETTE_WEIGHT <= weight[0] < 0.5 * carve.SILHOUETTE_FAR_WEIGHT
+    assert weight[1] == pytest.approx(carve.SILHOUETTE_FAR_WEIGHT)
+    assert carve.SILHOUETTE_FAR_WEIGHT > 1.0 + carve.INSIDE_WEIGHT  # beats a photo's surface
 
 
 def test_between_front_and_back_is_inside(view):
