@@ -111,7 +111,7 @@ def evaluate(person: SyntheticPerson, shots, run, held_out: Camera) -> dict[str,
     """The spine's scores; colour PSNR in a view no photo gave (the avatar, aligned as the
     spine aligns it, back in the truth's world and shaded like the truth); and how much
     more colour jumps across the texture's seams than across its other edges (90th and
-    99th percentiles, as ratios: 1 or less is a seam the eye cannot find)."""
+    99th percentiles, as ratios: at 1 the seams vary no more than the texture does elsewhere)."""
     avatar = run.avatar
     truth_cam = shots[0].camera
     truth = truth_cam.to_camera(torch.as_tensor(person.posed_vertices())).numpy()

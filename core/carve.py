@@ -139,11 +139,9 @@ def photo_votes(
         distance = np.where(known, np.maximum(near - z, z - far), truncation)
         s = np.clip(distance, -truncation, truncation)
         w = np.zeros(len(s), np.float32)
-        far_out = np.where(on_image, gap[vc, uc], np.inf)
-        ramp = np.clip((far_out - 1.0) / SILHOUETTE_RAMP_PIXELS, 0.0, 1.0)
-        w[outside] = (SILHOUETTE_WEIGHT + (SILHOUETTE_FAR_WEIGHT - SILHOUETTE_WEIGHT) * ramp)[
-            outside
-        ]
+        beyond = np.where(on_image, gap[vc, uc], np.inf)[outside]  # pixels past the slack
+        ramp = np.clip((beyond - 1.0) / SILHOUETTE_RAMP_PIXELS, 0.0, 1.0)
+        w[outside] = SILHOUETTE_WEIGHT + (SILHOUETTE_FAR_WEIGHT - SILHOUETTE_WEIGHT) * ramp
         w[known & (z < near - FREE_SLACK)] = FREE_WEIGHT
         w[known & (z >= near - FREE_SLACK) & (z <= far) & ~squeezed] = INSIDE_WEIGHT
         w[known & (z > far) & ~squeezed] = BEHIND_WEIGHT
