@@ -54,7 +54,7 @@ def test_texture_seams_jump_no_more_than_its_other_edges(run):
     seams, edges = seam_jumps(avatar.vertices, avatar.faces, avatar.uv, avatar.texture)
     assert len(seams) > 100 and len(edges) > 3 * len(seams)
     # Bilinear samples half a texel inside the charts: an unfilled gutter or a chart
-    # coloured apart from its neighbours shows here (a black gutter makes the 90th 3.6
+    # coloured apart from its neighbours shows here (a black gutter makes the 90th 5
     # times the other edges'). Seams run along the body's sides, where the seen front meets
     # the guessed back, so they jump a little more anyway (1.0-1.2 measured).
     for q in (90, 99):
