@@ -14,6 +14,8 @@ import numpy as np
 import trimesh
 from scipy.spatial import cKDTree
 
+from .texture import bilinear
+
 SEAM_SAMPLE_TEXELS = 0.5
 """How far into a face a seam is sampled: half a texel, where bilinear filtering still
 reaches across the chart's border."""
@@ -127,21 +129,7 @@ def seam_jumps(
     reach = np.linalg.norm(inward, axis=1, keepdims=True)
     step = np.minimum(reach, SEAM_SAMPLE_TEXELS / size)
     sample = (middle + inward / np.maximum(reach, 1e-12) * step) * size - 0.5
-    colour = _bilinear(image.astype(np.float32), sample)
+    colour = bilinear(image, sample[:, 0], sample[:, 1])
     jump = np.linalg.norm(colour[pair] - colour[pair + 1], axis=1)
     same_uv = (np.sort(ends[pair], axis=1) == np.sort(ends[pair + 1], axis=1)).all(1)
     return jump[~same_uv], jump[same_uv]
-
-
-def _bilinear(image: np.ndarray, points: np.ndarray) -> np.ndarray:
-    """(N, C) values of an (H, W, C) image at (N, 2) continuous (column, row) texel
-    coordinates, clamped at the border."""
-    height, width = image.shape[:2]
-    x = np.clip(points[:, 0], 0, width - 1)
-    y = np.clip(points[:, 1], 0, height - 1)
-    x0 = np.minimum(np.floor(x).astype(int), width - 2)
-    y0 = np.minimum(np.floor(y).astype(int), height - 2)
-    fx, fy = (x - x0)[:, None], (y - y0)[:, None]
-    top = image[y0, x0] * (1 - fx) + image[y0, x0 + 1] * fx
-    bottom = image[y0 + 1, x0] * (1 - fx) + image[y0 + 1, x0 + 1] * fx
-    return top * (1 - fy) + bottom * fy

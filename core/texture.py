@@ -288,12 +288,13 @@ def _photo_colours(
     weight = np.where(visible, fade * cos**VIEW_SHARPNESS, 0.0).astype(np.float32)
     colour = np.zeros((len(points), 3), np.float32)
     used = weight > 0
-    colour[used] = _bilinear(image, u[used], v[used])
+    colour[used] = bilinear(image, u[used], v[used])
     return colour, weight
 
 
-def _bilinear(image: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """(N, 3) float32 colours of `image` (H, W, 3) at pixel coordinates u, v (edge clamped)."""
+def bilinear(image: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """(N, C) float32 values of `image` (H, W, C) at pixel coordinates u, v (edge clamped),
+    as a renderer filters: photos sampled for the texture, the texture sampled at its seams."""
     h, w = image.shape[:2]
     u = np.clip(u, 0, w - 1)
     v = np.clip(v, 0, h - 1)
