@@ -23,6 +23,8 @@ MASK_SAMPLES = 700
 COVERAGE_SLACK = 1.0
 """Pixels: a mask pixel this close to a projected body vertex counts as covered (vertex
 spacing in the image is a few pixels)."""
+NEAREST_CHUNK = 2048
+"""Queries per brute-force nearest search on a GPU (2048 × 20k distances: 160 MB)."""
 
 
 def geman_mcclure(squared: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -97,15 +99,33 @@ def silhouette_loss(
     (person the body does not reach). Both scalars.
     """
     height, width = target.outside.shape[-2:]
-    size = torch.tensor([width - 1, height - 1], dtype=pixels.dtype) * target.scale
+    size = torch.tensor([width - 1, height - 1], dtype=pixels.dtype, device=pixels.device)
+    size = size * target.scale
     grid = (2 * pixels / size - 1)[None, None]
     inside = F.grid_sample(target.outside, grid, align_corners=True, padding_mode="border")
     # Beyond the border the distance keeps growing, so vertices off the image come back.
     beyond = (torch.relu(-pixels) + torch.relu(pixels - size)).sum(-1)
     inside_cost = geman_mcclure((inside[0, 0, 0] + beyond) ** 2, sigma).mean()
-    _, nearest = cKDTree(pixels.detach().numpy()).query(target.samples.numpy())
+    nearest = nearest_points(target.samples, pixels.detach())
     gap = torch.relu((target.samples - pixels[nearest]).norm(dim=-1) - COVERAGE_SLACK)
     return inside_cost, geman_mcclure(gap**2, sigma).mean()
+
+
+def nearest_points(queries: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
+    """(M,) index of each query's nearest point, (M, D) and (N, D): a k-d tree on the CPU;
+    on a GPU, brute-force distances in chunks, which it runs faster than a copy to the CPU."""
+    if points.device.type == "cpu":
+        _, nearest = cKDTree(points.numpy()).query(queries.numpy())
+        return torch.as_tensor(nearest)
+    return nearest_by_distance(queries, points)
+
+
+def nearest_by_distance(queries: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
+    """`nearest_points` by brute force, NEAREST_CHUNK queries at a time (bounded memory)."""
+    exact = "donot_use_mm_for_euclid_dist"  # the matrix-product shortcut loses the near ties
+    chunks = [torch.cdist(chunk, points, compute_mode=exact).argmin(1)
+              for chunk in queries.split(NEAREST_CHUNK)]  # fmt: skip
+    return torch.cat(chunks)
 
 
 @dataclass(frozen=True)

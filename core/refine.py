@@ -15,9 +15,10 @@ photos' joints towards agreement), and a few degrees off in one photo blur the f
 surface; the corrections let every photo agree on one canonical shape, and the silhouettes
 of all photos then carve it like a visual hull.
 
-CPU only for now: the coverage term's nearest-vertex search is a k-d tree and the sparse
-products run in scipy; 80 steps for 20k triangles cost about 4.5 s with one photo and 7 s
-with four (benchmarks/presets.py), so CUDA would buy little.
+Runs on CUDA when torch has it (`Settings.device`), else on the CPU, where 80 steps for 20k
+triangles cost about 4.5 s with one photo and 7 s with four (benchmarks/presets.py). The CPU
+keeps its faster paths: the sparse products in scipy, the coverage term's nearest-vertex
+search in a k-d tree; on a GPU both are torch's. Visibility is rasterised on the CPU.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from . import skinning
 from .avatar import BodyFit, DepthMaps, Perception, Settings
 from .body_model import BodyModel, Posed, Rest
 from .camera import Camera, project_camera_points
+from .devices import torch_device
 from .fit_losses import (
     REFERENCE_SIDE,
     SilhouetteTarget,
@@ -109,23 +111,25 @@ def refine(
     """
     progress = progress or Progress()
     steps = settings.refine_iterations
-    rest_frames = rest.bone_matrices.detach()
-    canonical_frames = canonical.bone_matrices.detach()
-    poses = torch.as_tensor(fit.poses, dtype=torch.float32)
+    device = torch_device(settings.device)
+    rest_frames = rest.bone_matrices.detach().to(device)
+    canonical_frames = canonical.bone_matrices.detach().to(device)
+    poses = torch.as_tensor(fit.poses, dtype=torch.float32, device=device)
     count = len(perceptions)
 
-    vertices = torch.as_tensor(fused.vertices, dtype=torch.float32)
-    faces = torch.as_tensor(fused.faces, dtype=torch.long)
-    weights = torch.as_tensor(fused.weights)  # at most max_influences per row, summing to 1
-    laplacian, spread = _mesh_operators(fused.faces, len(fused.vertices))
+    vertices = torch.as_tensor(fused.vertices, dtype=torch.float32, device=device)
+    faces = torch.as_tensor(fused.faces, dtype=torch.long, device=device)
+    weights = torch.as_tensor(fused.weights, device=device)  # ≤ max_influences per row, sum 1
+    laplacian, spread = (_Operator.on(m, device) for m in
+                         _mesh_operators(fused.faces, len(fused.vertices)))  # fmt: skip
     mesh = trimesh.Trimesh(fused.vertices, fused.faces, process=False)
-    pairs = torch.as_tensor(np.array(mesh.face_adjacency), dtype=torch.long)
-    photos = [_PhotoTerms.build(p, d, fit.cameras[i], i) for i, (p, d) in
+    pairs = torch.as_tensor(np.array(mesh.face_adjacency), dtype=torch.long, device=device)
+    photos = [_PhotoTerms.build(p, d, fit.cameras[i], i, device) for i, (p, d) in
               enumerate(zip(perceptions, depths, strict=True))]  # fmt: skip
 
     raw = torch.zeros_like(vertices, requires_grad=True)
-    turns = torch.zeros(count, len(body.parents), 3, requires_grad=True)
-    shifts = torch.zeros(count, 3, requires_grad=True)
+    turns = torch.zeros(count, len(body.parents), 3, device=device, requires_grad=True)
+    shifts = torch.zeros(count, 3, device=device, requires_grad=True)
     optimiser = torch.optim.Adam(
         [
             {"params": [raw], "lr": LEARNING_RATES["offsets"]},
@@ -137,7 +141,7 @@ def refine(
     def smoothed() -> torch.Tensor:
         """(V, 3) the offsets: the raw unknowns spread over a few rings of neighbours, so
         that no step can pull out a single vertex (a spike) however a term pulls on it."""
-        return _SparseProduct.apply(raw, spread, SPREAD_STEPS)
+        return spread(raw, SPREAD_STEPS)
 
     def posed_in_photos(offsets: torch.Tensor) -> torch.Tensor:
         """(N, V, 3) the corrected mesh in every photo's camera space."""
@@ -161,11 +165,14 @@ def refine(
         offsets = smoothed()
         cam = posed_in_photos(offsets)
         image = (
-            sum((ph.loss(cam[i], visible[i]) for i, ph in enumerate(photos)), torch.zeros(()))
+            sum(
+                (ph.loss(cam[i], visible[i]) for i, ph in enumerate(photos)),
+                torch.zeros((), device=device),
+            )
             / count
         )
         points = vertices + offsets
-        smooth = (_SparseProduct.apply(offsets, laplacian, 1) ** 2).sum(1).mean()
+        smooth = (laplacian(offsets) ** 2).sum(1).mean()
         normals = _face_normals(points, faces)
         folds = (1 - (normals[pairs[:, 0]] * normals[pairs[:, 1]]).sum(1)).mean()
         loss = (
@@ -184,15 +191,16 @@ def refine(
     log.info("refinement: image loss %.2f -> %.2f in %d steps", first, last, steps)
 
     with torch.no_grad():
-        moved = (vertices + smoothed()).numpy()
+        moved = (vertices + smoothed()).cpu().numpy()
     log.info("refinement moved vertices by %.1f mm at most", 1e3 * float(
         np.linalg.norm(moved - fused.vertices, axis=1).max()))  # fmt: skip
     body_canonical = canonical.vertices[0].detach().numpy()
     weights = transfer_weights(moved, fused.faces, body_canonical,
                                body.skin_weights.numpy(), settings.max_influences)  # fmt: skip
-    corrected = (poses @ skinning.axis_angle_to_matrix(turns)).detach().numpy()
+    corrected = (poses @ skinning.axis_angle_to_matrix(turns)).detach().cpu().numpy()
+    moves = shifts.detach().cpu().numpy()
     cameras = [
-        replace(c, translation=(c.translation + shifts[i].detach().numpy()).astype(np.float32))
+        replace(c, translation=(c.translation + moves[i]).astype(np.float32))
         for i, c in enumerate(fit.cameras)
     ]
     return Refined(
@@ -216,16 +224,19 @@ class _PhotoTerms:
     """(1, 1, H, W) front depth in metres, 0 where the photo has none."""
 
     @staticmethod
-    def build(perception: Perception, depth: DepthMaps, camera: Camera, index: int) -> _PhotoTerms:
+    def build(
+        perception: Perception, depth: DepthMaps, camera: Camera, index: int, device: torch.device
+    ) -> _PhotoTerms:
         scale = REFERENCE_SIDE / max(camera.height, camera.width)
         front = np.where(np.isfinite(depth.front) & depth.mask, depth.front, 0.0)
+        target = _to_mask_edge(silhouette_target(perception.mask, scale, seed=index))
         return _PhotoTerms(
-            torch.as_tensor(camera.rotation, dtype=torch.float32),
-            torch.as_tensor(camera.translation, dtype=torch.float32),
+            torch.as_tensor(camera.rotation, dtype=torch.float32, device=device),
+            torch.as_tensor(camera.translation, dtype=torch.float32, device=device),
             camera,
             scale,
-            _to_mask_edge(silhouette_target(perception.mask, scale, seed=index)),
-            torch.as_tensor(front, dtype=torch.float32)[None, None],
+            replace(target, outside=target.outside.to(device), samples=target.samples.to(device)),
+            torch.as_tensor(front, dtype=torch.float32, device=device)[None, None],
         )
 
     def to_camera(self, world: torch.Tensor) -> torch.Tensor:
@@ -233,7 +244,9 @@ class _PhotoTerms:
 
     def visible(self, cam: torch.Tensor, faces: np.ndarray) -> torch.Tensor:
         """(V,) bool: vertices this photo sees squarely (in front of the rendered surface,
-        facing the camera): at grazing angles the depth map's steep rim says little."""
+        facing the camera): at grazing angles the depth map's steep rim says little. Decided
+        on the CPU, where our rasteriser runs; returned on `cam`'s device."""
+        device, cam = cam.device, cam.cpu()
         small = self.camera.scaled(VISIBILITY_SCALE)
         screen = project_camera_points(cam, small)
         shown = rasterize(screen, torch.as_tensor(faces), small.height, small.width).depth
@@ -241,14 +254,14 @@ class _PhotoTerms:
         v = screen[:, 1].round().long().clamp(0, small.height - 1)
         normals = _vertex_normals(cam, torch.as_tensor(faces))
         facing = -(normals * F.normalize(cam, dim=-1)).sum(-1)
-        return (cam[:, 2] <= shown[v, u] + VISIBLE_SLACK) & (facing > MIN_FACING)
+        return ((cam[:, 2] <= shown[v, u] + VISIBLE_SLACK) & (facing > MIN_FACING)).to(device)
 
     def loss(self, cam: torch.Tensor, visible: torch.Tensor) -> torch.Tensor:
         screen = project_camera_points(cam, self.camera)
         pixels = screen[:, :2] * self.scale
         inside, coverage = silhouette_loss(pixels, self.silhouette, SILHOUETTE_SIGMA)
         height, width = self.front.shape[-2:]
-        size = torch.tensor([width - 1, height - 1], dtype=cam.dtype)
+        size = torch.tensor([width - 1, height - 1], dtype=cam.dtype, device=cam.device)
         grid = (2 * screen[visible, :2] / size - 1)[None, None]
         target = F.grid_sample(self.front, grid, mode="nearest", align_corners=True)[0, 0, 0]
         known = target > 0
@@ -284,6 +297,35 @@ def _mesh_operators(
     laplacian = eye - scipy.sparse.diags(1.0 / np.maximum(degree, 1)) @ adjacency
     spread = scipy.sparse.diags(1.0 / (degree + 1)) @ (adjacency + eye)
     return laplacian.astype(np.float32).tocsr(), spread.astype(np.float32).tocsr()
+
+
+@dataclass(frozen=True)
+class _Operator:
+    """A fixed sparse (V, V) matrix applied to (V, 3) tensors: through scipy on the CPU (see
+    `_SparseProduct`), through `gpu`, the same matrix as a torch tensor, elsewhere."""
+
+    matrix: scipy.sparse.csr_matrix
+    gpu: torch.Tensor | None = None
+
+    @staticmethod
+    def on(matrix: scipy.sparse.csr_matrix, device: torch.device) -> _Operator:
+        return _Operator(matrix, None if device.type == "cpu" else _torch_sparse(matrix, device))
+
+    def __call__(self, x: torch.Tensor, times: int = 1) -> torch.Tensor:
+        """matrix^times @ x, differentiable in x."""
+        if self.gpu is None:
+            return _SparseProduct.apply(x, self.matrix, times)
+        for _ in range(times):
+            x = torch.sparse.mm(self.gpu, x)
+        return x
+
+
+def _torch_sparse(matrix: scipy.sparse.spmatrix, device: torch.device) -> torch.Tensor:
+    coo = matrix.tocoo()
+    indices = torch.as_tensor(np.stack([coo.row, coo.col]), dtype=torch.long)
+    values = torch.as_tensor(coo.data, dtype=torch.float32)
+    sparse = torch.sparse_coo_tensor(indices, values, coo.shape, check_invariants=True)
+    return sparse.coalesce().to(device)
 
 
 class _SparseProduct(torch.autograd.Function):

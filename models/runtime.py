@@ -15,11 +15,11 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from ..core.devices import DEVICES
 from .lbs_autoencoder import WEIGHTS_DIR
 
 log = logging.getLogger(__name__)
 
-DEVICES = ("auto", "cpu", "cuda")
 CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
 

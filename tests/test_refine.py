@@ -3,16 +3,19 @@ error, posed back into two photos and corrected until it lands on their silhouet
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, replace
 
 import numpy as np
 import pytest
 import torch
 
-from photo_avatar.core import skinning
+from photo_avatar.core import fit_losses, skinning
+from photo_avatar.core import refine as refine_module
 from photo_avatar.core.avatar import BodyFit, Perception, Photo, Settings
 from photo_avatar.core.body_prior import body_prior_depth
 from photo_avatar.core.camera import Camera
+from photo_avatar.core.devices import torch_device
 from photo_avatar.core.fuse import FusedMesh, transfer_weights
 from photo_avatar.core.metrics import mask_iou, surface_scores
 from photo_avatar.core.raster import render_depth
@@ -34,6 +37,8 @@ class Case:
     masks: list[np.ndarray]
     truth: np.ndarray
     """(V, 3) the true posed body, world."""
+    inputs: tuple[list[Perception], list]
+    """The perceptions and depth maps refined against."""
     refined: Refined
 
 
@@ -76,7 +81,7 @@ def case(body, bent_pose) -> Case:
     weights = transfer_weights(vertices, body.faces, vertices, body.skin_weights.numpy(), 4)
     fused = FusedMesh(vertices, np.asarray(body.faces, np.int32), weights)
     refined = refine(fused, body, fit, fit_rest, canonical, perceptions, depths, SETTINGS)
-    return Case(fused, fit, masks, truth.numpy(), refined)
+    return Case(fused, fit, masks, truth.numpy(), (perceptions, depths), refined)
 
 
 def _ious(body, case: Case, mesh: FusedMesh, fit: BodyFit) -> list[float]:
@@ -163,3 +168,44 @@ def test_refined_weights_pinch_joints_little_more_than_the_body_models_own(
     artist = _joint_thickness(body, rest, canonical, body.skin_weights.numpy(), bone, axis_angle)
     assert ours > 0.8, ours
     assert ours > 0.92 * artist, (ours, artist)
+
+
+def test_the_gpu_code_paths_refine_as_the_cpu_paths_do(body, case, monkeypatch):
+    """Torch's sparse products and the brute-force nearest search (what a GPU runs) swapped
+    in on the CPU: the same refinement, so the CUDA path is exercised without a GPU."""
+
+    def on_gpu_path(matrix, device):
+        return refine_module._Operator(matrix, refine_module._torch_sparse(matrix, device))
+
+    monkeypatch.setattr(refine_module._Operator, "on", on_gpu_path)
+    monkeypatch.setattr(fit_losses, "nearest_points", fit_losses.nearest_by_distance)
+    fit_rest = body.rest(torch.as_tensor(case.fit.phenotype))
+    canonical = body.pose(fit_rest, body.rest_pose_rotations(fit_rest, "a"))
+    rerun = refine(case.fused, body, case.fit, fit_rest, canonical, *case.inputs, SETTINGS)
+    moved = np.linalg.norm(rerun.mesh.vertices - case.refined.mesh.vertices, axis=1)
+    assert moved.max() < 1e-3, moved.max()
+    np.testing.assert_allclose(rerun.fit.poses, case.refined.fit.poses, atol=1e-3)
+
+
+def test_nearest_search_by_distance_matches_the_tree():
+    rng = np.random.default_rng(0)
+    points = torch.as_tensor(rng.uniform(0, 500, (3000, 2)), dtype=torch.float32)
+    queries = torch.as_tensor(rng.uniform(0, 500, (5000, 2)), dtype=torch.float32)
+    tree = fit_losses.nearest_points(queries, points)
+    brute = fit_losses.nearest_by_distance(queries, points)
+    gap = (points[tree] - queries).norm(dim=1) - (points[brute] - queries).norm(dim=1)
+    assert gap.abs().max() < 1e-3  # ties may pick either point
+
+
+def test_device_setting(monkeypatch, caplog):
+    assert torch_device("cpu").type == "cpu"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert torch_device("auto").type == "cpu"
+    with caplog.at_level(logging.WARNING):
+        assert torch_device("cuda").type == "cpu"
+    assert "running on the CPU" in caplog.text
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert torch_device("auto").type == "cuda"
+    assert torch_device("cpu").type == "cpu"
+    with pytest.raises(ValueError, match="device must be one of"):
+        torch_device("gpu")
