@@ -3,12 +3,14 @@ correct it until it agrees with all of them.
 
 Unknowns: one offset per canonical vertex (shared by all photos) and, per photo, a small
 rotation correction of every bone and a small shift of the person in the camera. Terms per
-photo, all projection-based (the body fit's robust silhouette costs, and visibility from our
-rasteriser refreshed every few steps; no soft rasteriser, so a step costs tens of
-milliseconds on the CPU): vertices outside the mask, mask the mesh does not reach, and the
-depth of the vertices the photo sees against its front depth map. Shared: the offsets'
-Laplacian (smooth corrections, even triangles), normal consistency of adjacent faces, and
-the pose corrections held near zero.
+photo, projection-based by default (the body fit's robust silhouette costs, and visibility
+from our rasteriser refreshed every few steps, so a step costs tens of milliseconds on the
+CPU): vertices outside the mask, mask the mesh does not reach, and the depth of the vertices
+the photo sees against its front depth map. `Settings.soft_silhouette` (the high preset)
+swaps the two silhouette costs for a soft rasteriser's silhouette compared with the mask
+pixel by pixel: closer shapes for several times the time (benchmarks/soft_raster.py).
+Shared: the offsets' Laplacian (smooth corrections, even triangles), normal consistency of
+adjacent faces, and the pose corrections held near zero.
 
 Why this helps several photos: each photo keeps a pose of its own (the fit only pulls the
 photos' joints towards agreement), and a few degrees off in one photo blur the fused
@@ -26,6 +28,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, replace
 
+import cv2
 import numpy as np
 import scipy.sparse
 import torch
@@ -47,6 +50,7 @@ from .fit_losses import (
 from .fuse import FusedMesh, transfer_weights
 from .progress import Progress
 from .raster import rasterize
+from .soft_raster import soft_silhouette
 
 log = logging.getLogger(__name__)
 
@@ -58,9 +62,10 @@ WEIGHTS = {
     "normals": 30.0,
     "pose": 300.0,
     "shift": 3e4,
+    "soft_silhouette": 1e4,
 }
-"""Loss weights: image terms in reference pixels², Laplacian in metres², pose in radians²,
-shift in metres²."""
+"""Loss weights: image terms in reference pixels² (the soft silhouette in fractions of the
+mask's area), Laplacian in metres², pose in radians², shift in metres²."""
 SILHOUETTE_SIGMA = 10.0
 """Reference pixels beyond which a silhouette residual counts as an outlier."""
 DEPTH_SIGMA = 6.0
@@ -75,6 +80,9 @@ VISIBLE_SLACK = 0.01
 """Metres a vertex may lie behind the rendered front surface and still count as seen."""
 SPREAD_STEPS = 6
 """Rings of neighbours each raw offset is spread over (see `refine.smoothed`)."""
+SOFT_RESOLUTION = 256
+"""Pixels on the working crop's longer side the soft silhouette is drawn at (128 lost 0.05
+of IoU in benchmarks/soft_raster.py)."""
 LEARNING_RATES = {"offsets": 1.5e-3, "pose": 4e-3, "shift": 1e-3}
 
 
@@ -124,8 +132,8 @@ def refine(
                          _mesh_operators(fused.faces, len(fused.vertices)))  # fmt: skip
     mesh = trimesh.Trimesh(fused.vertices, fused.faces, process=False)
     pairs = torch.as_tensor(np.array(mesh.face_adjacency), dtype=torch.long, device=device)
-    photos = [_PhotoTerms.build(p, d, fit.cameras[i], i, device) for i, (p, d) in
-              enumerate(zip(perceptions, depths, strict=True))]  # fmt: skip
+    photos = [_PhotoTerms.build(p, d, fit.cameras[i], i, device, settings.soft_silhouette)
+              for i, (p, d) in enumerate(zip(perceptions, depths, strict=True))]  # fmt: skip
 
     raw = torch.zeros_like(vertices, requires_grad=True)
     turns = torch.zeros(count, len(body.parents), 3, device=device, requires_grad=True)
@@ -166,7 +174,7 @@ def refine(
         cam = posed_in_photos(offsets)
         image = (
             sum(
-                (ph.loss(cam[i], visible[i]) for i, ph in enumerate(photos)),
+                (ph.loss(cam[i], visible[i], faces) for i, ph in enumerate(photos)),
                 torch.zeros((), device=device),
             )
             / count
@@ -222,10 +230,17 @@ class _PhotoTerms:
     silhouette: SilhouetteTarget
     front: torch.Tensor
     """(1, 1, H, W) front depth in metres, 0 where the photo has none."""
+    soft_mask: torch.Tensor | None
+    """(h, w) the mask at SOFT_RESOLUTION for the soft silhouette term; None: projected terms."""
 
     @staticmethod
     def build(
-        perception: Perception, depth: DepthMaps, camera: Camera, index: int, device: torch.device
+        perception: Perception,
+        depth: DepthMaps,
+        camera: Camera,
+        index: int,
+        device: torch.device,
+        soft: bool = False,
     ) -> _PhotoTerms:
         scale = REFERENCE_SIDE / max(camera.height, camera.width)
         front = np.where(np.isfinite(depth.front) & depth.mask, depth.front, 0.0)
@@ -237,6 +252,7 @@ class _PhotoTerms:
             scale,
             replace(target, outside=target.outside.to(device), samples=target.samples.to(device)),
             torch.as_tensor(front, dtype=torch.float32, device=device)[None, None],
+            _soft_mask(perception.mask, camera, device) if soft else None,
         )
 
     def to_camera(self, world: torch.Tensor) -> torch.Tensor:
@@ -256,10 +272,31 @@ class _PhotoTerms:
         facing = -(normals * F.normalize(cam, dim=-1)).sum(-1)
         return ((cam[:, 2] <= shown[v, u] + VISIBLE_SLACK) & (facing > MIN_FACING)).to(device)
 
-    def loss(self, cam: torch.Tensor, visible: torch.Tensor) -> torch.Tensor:
+    def loss(self, cam: torch.Tensor, visible: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
         screen = project_camera_points(cam, self.camera)
-        pixels = screen[:, :2] * self.scale
-        inside, coverage = silhouette_loss(pixels, self.silhouette, SILHOUETTE_SIGMA)
+        return self.silhouette_cost(screen, faces) + WEIGHTS["depth"] * self.depth_cost(
+            cam, screen, visible
+        )
+
+    def silhouette_cost(self, screen: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
+        """The soft silhouette against the mask, pixel by pixel (squared difference over the
+        mask's area); else, from the projected vertices alone, vertices outside the mask and
+        mask the vertices do not reach."""
+        if self.soft_mask is not None:
+            height, width = self.soft_mask.shape
+            factor = width / self.camera.width
+            pixels = (screen[:, :2] + 0.5) * factor - 0.5
+            drawn = soft_silhouette(pixels, faces, height, width)
+            area = self.soft_mask.sum().clamp(min=1.0)
+            return WEIGHTS["soft_silhouette"] * ((drawn - self.soft_mask) ** 2).sum() / area
+        inside, coverage = silhouette_loss(screen[:, :2] * self.scale, self.silhouette,
+                                           SILHOUETTE_SIGMA)  # fmt: skip
+        return WEIGHTS["inside"] * inside + WEIGHTS["coverage"] * coverage
+
+    def depth_cost(
+        self, cam: torch.Tensor, screen: torch.Tensor, visible: torch.Tensor
+    ) -> torch.Tensor | float:
+        """The seen vertices' depth against the photo's front depth map."""
         height, width = self.front.shape[-2:]
         size = torch.tensor([width - 1, height - 1], dtype=cam.dtype, device=cam.device)
         grid = (2 * screen[visible, :2] / size - 1)[None, None]
@@ -267,10 +304,16 @@ class _PhotoTerms:
         known = target > 0
         z = cam[visible, 2][known]
         residual = (z - target[known]) * self.camera.fx * self.scale / z
-        depth = geman_mcclure(residual**2, DEPTH_SIGMA).mean() if known.any() else 0.0
-        return (
-            WEIGHTS["inside"] * inside + WEIGHTS["coverage"] * coverage + WEIGHTS["depth"] * depth
-        )
+        return geman_mcclure(residual**2, DEPTH_SIGMA).mean() if known.any() else 0.0
+
+
+def _soft_mask(mask: np.ndarray, camera: Camera, device: torch.device) -> torch.Tensor:
+    """The photo's mask at SOFT_RESOLUTION pixels on its longer side, each pixel the fraction
+    of it the person covers."""
+    factor = SOFT_RESOLUTION / max(camera.height, camera.width)
+    size = (round(camera.width * factor), round(camera.height * factor))
+    small = cv2.resize((mask > 0.5).astype(np.float32), size, interpolation=cv2.INTER_AREA)
+    return torch.as_tensor(small, device=device)
 
 
 def _to_mask_edge(target: SilhouetteTarget) -> SilhouetteTarget:
