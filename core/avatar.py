@@ -42,8 +42,8 @@ class Settings:
     refine_iterations: int = 80
     """Steps of the forward-skinning refinement against the photos; 0 skips it."""
     soft_silhouette: bool = False
-    """Refine against each mask with a soft rasteriser (pixel by pixel) instead of the
-    projected vertices: closer shapes, about 4 times the refinement's time
+    """Refine against each mask with a soft rasteriser too (pixel by pixel), not only the
+    projected vertices: outlines matched to a pixel, about 3 times the refinement's time
     (benchmarks/soft_raster.py)."""
     use_network: bool = True
     """Refine the body prior's depth with network 1 (models/DEPTH_NET.md); off keeps the

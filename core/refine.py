@@ -6,9 +6,9 @@ rotation correction of every bone and a small shift of the person in the camera.
 photo, projection-based by default (the body fit's robust silhouette costs, and visibility
 from our rasteriser refreshed every few steps, so a step costs tens of milliseconds on the
 CPU): vertices outside the mask, mask the mesh does not reach, and the depth of the vertices
-the photo sees against its front depth map. `Settings.soft_silhouette` (the high preset)
-swaps the two silhouette costs for a soft rasteriser's silhouette compared with the mask
-pixel by pixel: closer shapes for several times the time (benchmarks/soft_raster.py).
+the photo sees against its front depth map. `Settings.soft_silhouette` adds a soft
+rasteriser's silhouette compared with the mask pixel by pixel: outlines matched to a pixel,
+for about three times the refinement's time (benchmarks/soft_raster.py).
 Shared: the offsets' Laplacian (smooth corrections, even triangles), normal consistency of
 adjacent faces, and the pose corrections held near zero.
 
@@ -279,19 +279,19 @@ class _PhotoTerms:
         )
 
     def silhouette_cost(self, screen: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
-        """The soft silhouette against the mask, pixel by pixel (squared difference over the
-        mask's area); else, from the projected vertices alone, vertices outside the mask and
-        mask the vertices do not reach."""
-        if self.soft_mask is not None:
-            height, width = self.soft_mask.shape
-            factor = width / self.camera.width
-            pixels = (screen[:, :2] + 0.5) * factor - 0.5
-            drawn = soft_silhouette(pixels, faces, height, width)
-            area = self.soft_mask.sum().clamp(min=1.0)
-            return WEIGHTS["soft_silhouette"] * ((drawn - self.soft_mask) ** 2).sum() / area
+        """From the projected vertices alone, vertices outside the mask and mask the vertices
+        do not reach (they pull from afar); with `soft_mask`, plus the soft silhouette against
+        the mask pixel by pixel (squared difference over the mask's area: exact outlines)."""
         inside, coverage = silhouette_loss(screen[:, :2] * self.scale, self.silhouette,
                                            SILHOUETTE_SIGMA)  # fmt: skip
-        return WEIGHTS["inside"] * inside + WEIGHTS["coverage"] * coverage
+        cost = WEIGHTS["inside"] * inside + WEIGHTS["coverage"] * coverage
+        if self.soft_mask is None:
+            return cost
+        height, width = self.soft_mask.shape
+        factor = width / self.camera.width
+        drawn = soft_silhouette((screen[:, :2] + 0.5) * factor - 0.5, faces, height, width)
+        area = self.soft_mask.sum().clamp(min=1.0)
+        return cost + WEIGHTS["soft_silhouette"] * ((drawn - self.soft_mask) ** 2).sum() / area
 
     def depth_cost(
         self, cam: torch.Tensor, screen: torch.Tensor, visible: torch.Tensor

@@ -15,11 +15,12 @@ import math
 import torch
 import torch.nn.functional as F
 
-SIGMA = 0.1
+SIGMA = 0.02
 """Pixels² of the sigmoid's width. Wider blurs a dense mesh's outline outwards (many small
-triangles each add a little near the edge): with 67k triangles on a 256-pixel person, the
-soft silhouette's IoU with the hard one is 0.98 at 0.02, 0.95 at 0.1 and 0.89 at 0.5
-(SoftRas's 1e-4 in NDC is about 1.6 here)."""
+triangles each add a little near the edge), and the refinement then shrinks the mesh to
+match: with 67k triangles on a 256-pixel person, the soft silhouette's IoU with the hard one
+is 0.98 at 0.02, 0.95 at 0.1 and 0.89 at 0.5 (SoftRas's 1e-4 in NDC is about 1.6 here); in
+the refinement (3 people, 4 photos) 0.1 gave silhouette IoU 0.954 and 0.02 gave 0.976."""
 
 
 def soft_silhouette(

@@ -212,13 +212,15 @@ def test_device_setting(monkeypatch, caplog):
 
 
 def test_soft_silhouette_refinement_lands_on_every_silhouette(body, case):
-    """The soft rasteriser's silhouette term in place of the projected ones."""
+    """The soft rasteriser's silhouette term added to the projected ones lands the outlines
+    closer than those alone."""
     fit_rest = body.rest(torch.as_tensor(case.fit.phenotype))
     canonical = body.pose(fit_rest, body.rest_pose_rotations(fit_rest, "a"))
     settings = replace(SETTINGS, soft_silhouette=True)
     soft = refine(case.fused, body, case.fit, fit_rest, canonical, *case.inputs, settings)
-    before = _ious(body, case, case.fused, case.fit)
+    projected = _ious(body, case, case.refined.mesh, case.refined.fit)
     after = _ious(body, case, soft.mesh, soft.fit)
-    assert min(after) > 0.88, (before, after)
-    assert np.mean(after) > np.mean(before) + 0.08, (before, after)
+    # measured 0.936 / 0.949 -> 0.974 / 0.975: the outlines matched to about a pixel
+    assert min(after) > 0.96, (projected, after)
+    assert np.mean(after) > np.mean(projected) + 0.015, (projected, after)
     assert np.isfinite(soft.mesh.vertices).all()
