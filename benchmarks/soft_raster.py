@@ -4,11 +4,11 @@ The refinement (`core/refine.py`) compares each photo's mask with the projected 
 alone by default: vertices outside the mask, and mask pixels no vertex comes near. The other
 way, as SoftRas does, is to draw a soft silhouette of the triangles (`core/soft_raster.py`)
 and compare it with the mask pixel by pixel: exact coverage, but a drawing per photo per
-step, and no pull from afar. `Settings.soft_silhouette` adds it to the projected terms (on
-at the high preset); this script measures the refinement with and without it at the same
-preset, depth term, regularisers and steps: seconds spent refining,
-Chamfer and silhouette IoU, medians over synthetic people (perception from the ground
-truth, as in `benchmarks/fusion.py`).
+step, and no pull from afar. `Settings.soft_silhouette` adds it to the projected terms (by
+default from three photos on, always at the high preset); this script measures the
+refinement with and without it at the same preset, depth term, regularisers and steps:
+seconds spent refining, Chamfer and silhouette IoU, medians over synthetic people
+(perception from the ground truth, as in `benchmarks/fusion.py`).
 
     python benchmarks/soft_raster.py                        # 3 people, 1 and 4 photos
     python benchmarks/soft_raster.py --people 1 --views 4 --weights 1e3 1e4

@@ -41,10 +41,11 @@ class Settings:
     texture_size: int = 1024
     refine_iterations: int = 80
     """Steps of the forward-skinning refinement against the photos; 0 skips it."""
-    soft_silhouette: bool = False
+    soft_silhouette: bool | None = None
     """Refine against each mask with a soft rasteriser too (pixel by pixel), not only the
     projected vertices: outlines matched to a pixel, about 3 times the refinement's time
-    (benchmarks/soft_raster.py)."""
+    (benchmarks/soft_raster.py). None: from `refine.SOFT_FROM_PHOTOS` photos on, where the
+    projected terms alone leave the photos' outlines a pixel or two apart."""
     use_network: bool = True
     """Refine the body prior's depth with network 1 (models/DEPTH_NET.md); off keeps the
     body prior alone, for comparison."""
@@ -65,6 +66,7 @@ class Settings:
                 voxel_size=0.015,
                 texture_size=512,
                 refine_iterations=40,
+                soft_silhouette=False,
             ),
             "default": {},
             "high": dict(

@@ -54,6 +54,9 @@ def _parser() -> argparse.ArgumentParser:
     add_network_option(gen)
     gen.add_argument("--no-refine", action="store_true",
                      help="skip the forward-skinning refinement against the photos")  # fmt: skip
+    gen.add_argument("--soft-silhouette", action=argparse.BooleanOptionalAction,
+                     help="refine against each mask pixel by pixel too (default: from 3 "
+                          "photos, and always at --preset high)")  # fmt: skip
     gen.add_argument("--report", type=Path, help="folder for a PNG contact sheet of the run")
     gen.add_argument("--quiet", action="store_true", help="no progress bar")
     sample = sub.add_parser("sample", help="write the synthetic sample photo")
@@ -120,6 +123,8 @@ def _generate(args: argparse.Namespace) -> int:
         overrides["triangles"] = args.triangles
     if args.no_refine:
         overrides["refine_iterations"] = 0
+    if args.soft_silhouette is not None:
+        overrides["soft_silhouette"] = args.soft_silhouette
     settings = Settings.from_preset(args.preset, **overrides)
     run = generate(photos, settings, _progress_bar(args.quiet))
     if not args.quiet:

@@ -3,12 +3,12 @@ correct it until it agrees with all of them.
 
 Unknowns: one offset per canonical vertex (shared by all photos) and, per photo, a small
 rotation correction of every bone and a small shift of the person in the camera. Terms per
-photo, projection-based by default (the body fit's robust silhouette costs, and visibility
-from our rasteriser refreshed every few steps, so a step costs tens of milliseconds on the
-CPU): vertices outside the mask, mask the mesh does not reach, and the depth of the vertices
-the photo sees against its front depth map. `Settings.soft_silhouette` adds a soft
-rasteriser's silhouette compared with the mask pixel by pixel: outlines matched to a pixel,
-for about three times the refinement's time (benchmarks/soft_raster.py).
+photo, projection-based (the body fit's robust silhouette costs, and visibility from our
+rasteriser refreshed every few steps, so a step costs tens of milliseconds on the CPU):
+vertices outside the mask, mask the mesh does not reach, and the depth of the vertices the
+photo sees against its front depth map. From three photos on (and always at the high preset)
+a soft rasteriser's silhouette is added, compared with the mask pixel by pixel: outlines
+matched to a pixel, for about three times the refinement's time (benchmarks/soft_raster.py).
 Shared: the offsets' Laplacian (smooth corrections, even triangles), normal consistency of
 adjacent faces, and the pose corrections held near zero.
 
@@ -83,6 +83,10 @@ SPREAD_STEPS = 6
 SOFT_RESOLUTION = 256
 """Pixels on the working crop's longer side the soft silhouette is drawn at (128 lost 0.05
 of IoU in benchmarks/soft_raster.py)."""
+SOFT_FROM_PHOTOS = 3
+"""Photos from which `Settings.soft_silhouette` None draws the soft silhouette: with one or
+two, the projected terms alone reach silhouette IoU 0.98 and the soft one gains no Chamfer
+for its time; with four they stop at 0.94 (benchmarks/soft_raster.py, 5 people)."""
 LEARNING_RATES = {"offsets": 1.5e-3, "pose": 4e-3, "shift": 1e-3}
 
 
@@ -132,7 +136,8 @@ def refine(
                          _mesh_operators(fused.faces, len(fused.vertices)))  # fmt: skip
     mesh = trimesh.Trimesh(fused.vertices, fused.faces, process=False)
     pairs = torch.as_tensor(np.array(mesh.face_adjacency), dtype=torch.long, device=device)
-    photos = [_PhotoTerms.build(p, d, fit.cameras[i], i, device, settings.soft_silhouette)
+    soft = draws_soft_silhouette(settings, count)
+    photos = [_PhotoTerms.build(p, d, fit.cameras[i], i, device, soft)
               for i, (p, d) in enumerate(zip(perceptions, depths, strict=True))]  # fmt: skip
 
     raw = torch.zeros_like(vertices, requires_grad=True)
@@ -217,6 +222,13 @@ def refine(
         first,
         last,
     )
+
+
+def draws_soft_silhouette(settings: Settings, photos: int) -> bool:
+    """Whether the refinement of `photos` photos adds the soft silhouette term."""
+    if settings.soft_silhouette is None:
+        return photos >= SOFT_FROM_PHOTOS
+    return settings.soft_silhouette
 
 
 @dataclass

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import trimesh
 
+from photo_avatar.core import pipeline
 from photo_avatar.core.cli import main
 
 
@@ -63,6 +64,26 @@ def test_unknown_preset_is_refused(sample, tmp_path):
     with pytest.raises(SystemExit) as exit_info:
         main(["generate", str(sample), "-o", str(tmp_path / "a.glb"), "--preset", "ultra"])
     assert exit_info.value.code == 2
+
+
+@pytest.mark.parametrize(
+    ("flags", "chosen"),
+    [([], None), (["--soft-silhouette"], True), (["--no-soft-silhouette"], False)],
+)
+def test_soft_silhouette_flag_reaches_the_settings(sample, tmp_path, monkeypatch, flags, chosen):
+    seen = []
+
+    class Stop(Exception):
+        pass
+
+    def stop(photos, settings, progress):
+        seen.append(settings)
+        raise Stop
+
+    monkeypatch.setattr(pipeline, "generate", stop)
+    with pytest.raises(Stop):
+        main(["generate", str(sample), "-o", str(tmp_path / "a.glb"), *flags])
+    assert seen[0].soft_silhouette is chosen
 
 
 @pytest.mark.slow

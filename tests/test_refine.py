@@ -19,7 +19,7 @@ from photo_avatar.core.devices import torch_device
 from photo_avatar.core.fuse import FusedMesh, transfer_weights
 from photo_avatar.core.metrics import mask_iou, surface_scores
 from photo_avatar.core.raster import render_depth
-from photo_avatar.core.refine import Refined, refine
+from photo_avatar.core.refine import Refined, draws_soft_silhouette, refine
 
 SIDE = 256
 SETTINGS = Settings(refine_iterations=40)
@@ -224,3 +224,11 @@ def test_soft_silhouette_refinement_lands_on_every_silhouette(body, case):
     assert min(after) > 0.96, (projected, after)
     assert np.mean(after) > np.mean(projected) + 0.015, (projected, after)
     assert np.isfinite(soft.mesh.vertices).all()
+
+
+def test_soft_silhouette_from_three_photos_unless_chosen():
+    automatic = Settings()
+    assert not draws_soft_silhouette(automatic, 2)
+    assert draws_soft_silhouette(automatic, 3)
+    assert draws_soft_silhouette(Settings.from_preset("high"), 1)
+    assert not draws_soft_silhouette(Settings.from_preset("fast"), 8)
