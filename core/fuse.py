@@ -248,15 +248,24 @@ def _mesh_on_budget(
     decimated = _decimate(vertices, faces, triangles)
     if decimated is None:
         # A little finer than the budget, so that a last decimation can land on it.
-        factor = RESAMPLE_MARGIN * np.sqrt(triangles / len(faces))
-        coarse = ndimage.zoom(values, factor, order=1)
-        steps = spacing * (np.array(values.shape) - 1) / (np.array(coarse.shape) - 1)
+        coarse, steps = coarser(values, spacing, RESAMPLE_MARGIN * np.sqrt(triangles / len(faces)))
         resampled = _largest_component(*_surface_from_volume(coarse, origin, steps))
         decimated = _decimate(*resampled, triangles) or resampled
         log.info("decimation tore the surface; resampled to %d triangles", len(decimated[1]))
     mesh = trimesh.Trimesh(*decimated)
     trimesh.smoothing.filter_taubin(mesh, iterations=TAUBIN_ITERATIONS)
     return np.asarray(mesh.vertices), np.asarray(mesh.faces)
+
+
+def coarser(values: np.ndarray, spacing: float, factor: float) -> tuple[np.ndarray, np.ndarray]:
+    """`values` (negative inside) resampled to `factor` times as many samples per axis over
+    the same extent, and the (3,) spacing of the result. Its border stays outside
+    ("nearest"): zooming with scipy's constant fill of 0 set the last slices to 0 at some
+    factors, and marching cubes turned them into a flat sheet bigger than the person, which
+    then won as the largest piece."""
+    coarse = ndimage.zoom(values, factor, order=1, mode="nearest")
+    steps = spacing * (np.array(values.shape) - 1) / (np.array(coarse.shape) - 1)
+    return coarse, steps
 
 
 def _decimate(

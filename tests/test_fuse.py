@@ -13,7 +13,7 @@ from photo_avatar.core.avatar import BodyFit, Perception, Photo, Settings
 from photo_avatar.core.body_prior import body_prior_depth
 from photo_avatar.core.camera import Camera
 from photo_avatar.core.canonicalise import CanonicalSurface, canonical_surface
-from photo_avatar.core.fuse import FusedMesh, fuse
+from photo_avatar.core.fuse import FusedMesh, _surface_from_volume, coarser, fuse
 from photo_avatar.core.metrics import surface_scores
 from photo_avatar.core.progress import Progress
 from photo_avatar.core.raster import render_depth
@@ -154,3 +154,21 @@ def test_floaters_far_from_the_body_are_dropped():
     bottom = result.vertices[:, 2] < -0.2
     assert (result.weights[top, 0] > 0.9).all()
     assert (result.weights[bottom, 1] > 0.9).all()
+
+
+def test_a_coarser_volume_keeps_its_outside_border():
+    """The fallback when decimation tears: resampling once filled the border with zeros,
+    and marching cubes made a sheet there that outgrew the person (a 1-photo avatar came
+    out as a flat plane)."""
+    shape = np.array((143, 56, 188))
+    grid = np.stack(np.meshgrid(*map(np.arange, shape), indexing="ij"), -1)
+    distance = 0.01 * np.linalg.norm(grid - shape / 2, axis=-1) - 0.2
+    values = np.clip(distance, -0.03, 0.03).astype(np.float32)
+    values[[0, -1]] = values[:, [0, -1]] = values[:, :, [0, -1]] = 0.03
+    for factor in (0.5, 0.6, 0.7127):  # 0.5 and 0.7127 zeroed the border, 0.6 did not
+        coarse, steps = coarser(values, 0.01, factor)
+        assert (coarse[[0, -1]] > 0).all() and (coarse[:, [0, -1]] > 0).all()
+        assert (coarse[:, :, [0, -1]] > 0).all()
+        vertices, _ = _surface_from_volume(coarse, np.zeros(3), steps)
+        radius = np.linalg.norm(vertices - 0.01 * (shape - 1) / 2, axis=1)
+        assert np.abs(radius - 0.2).max() < 0.02, factor
