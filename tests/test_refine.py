@@ -22,7 +22,8 @@ from photo_avatar.core.raster import render_depth
 from photo_avatar.core.refine import Refined, draws_soft_silhouette, refine
 
 SIDE = 256
-SETTINGS = Settings(refine_iterations=40)
+SETTINGS = Settings(refine_iterations=40, soft_silhouette=False)
+"""The projected terms alone, which the soft silhouette test compares itself with."""
 TRUE_PHENOTYPE = [[0.5, 0.5, 1.0, 1.0, 0.5, 0.5]]
 FIT_PHENOTYPE = [[0.5, 0.5, 0.0, 0.0, 0.5, 0.5]]
 """The photographed person is muscular and heavy, the fitted body slight."""
