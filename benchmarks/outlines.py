@@ -21,7 +21,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 from fusion import TruthDetector, photographed
-from spine import evaluate
+from spine import surface_error
 
 from photo_avatar.core.avatar import Settings
 from photo_avatar.core.cli import add_network_option
@@ -61,7 +61,7 @@ def main() -> None:
                   f"precision={scores[-1][1]:.3f} recall={scores[-1][2]:.3f}")  # fmt: skip
         path = args.out / f"person{args.person}_{views}.png"
         cv2.imwrite(str(path), np.concatenate(strip, axis=1)[..., ::-1])
-        chamfer = evaluate(person, shots, run)["chamfer_cm"]
+        chamfer = surface_error(person, shots, run).chamfer_cm
         print(f"photos={views} chamfer_cm={chamfer:.3f} overlay: {path}", flush=True)
     iou, precision, recall = np.mean(scores, axis=0)
     print(f"outlines: views={views} iou={iou:.3f} precision={precision:.3f} recall={recall:.3f}")

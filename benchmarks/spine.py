@@ -25,7 +25,7 @@ import torch
 
 from photo_avatar.core.avatar import Photo, Settings
 from photo_avatar.core.cli import add_network_option
-from photo_avatar.core.metrics import align_similarity, mask_iou, surface_scores
+from photo_avatar.core.metrics import SurfaceScores, align_similarity, mask_iou, surface_scores
 from photo_avatar.core.pipeline import generate
 from photo_avatar.core.progress import PhotoError
 from photo_avatar.core.raster import render_depth
@@ -33,15 +33,22 @@ from photo_avatar.core.report import posed_vertices
 from photo_avatar.core.synthetic import make_person, render_photo, sample_cameras
 
 
-def evaluate(person, shots, run) -> dict[str, float]:
-    """Scores of one run against the synthetic ground truth."""
+def surface_error(person, shots, run) -> SurfaceScores:
+    """The avatar posed as in photo 1 against the true clothed person, in photo 1's camera
+    frame, after a translation + scale alignment."""
     avatar = run.avatar
     truth_world = person.posed_vertices()
     truth = shots[0].camera.to_camera(torch.as_tensor(truth_world)).numpy()
     pred_world = posed_vertices(avatar, 0)
     pred = avatar.cameras[0].to_camera(torch.as_tensor(pred_world)).numpy()
     pred = align_similarity(pred, truth)
-    scores = surface_scores(pred, avatar.faces, truth, person.faces)
+    return surface_scores(pred, avatar.faces, truth, person.faces)
+
+
+def evaluate(person, shots, run) -> dict[str, float]:
+    """Scores of one run against the synthetic ground truth."""
+    avatar = run.avatar
+    scores = surface_error(person, shots, run)
     ious = []
     for i, shot in enumerate(shots):
         verts = posed_vertices(avatar, i)

@@ -213,7 +213,7 @@ def _band(
     return _Band(index, signed.astype(np.float32), nearest, inside)
 
 
-def _surface_from_volume(
+def surface_from_volume(
     values: np.ndarray, origin: np.ndarray, spacing: float | np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """Zero level set of `values` (negative inside) by marching cubes, outward winding.
@@ -244,12 +244,12 @@ def _mesh_on_budget(
     stays watertight, marching cubes runs again on a volume resampled so that it lands on
     the budget by itself.
     """
-    vertices, faces = _largest_component(*_surface_from_volume(values, origin, spacing))
+    vertices, faces = _largest_component(*surface_from_volume(values, origin, spacing))
     decimated = _decimate(vertices, faces, triangles)
     if decimated is None:
         # A little finer than the budget, so that a last decimation can land on it.
         coarse, steps = coarser(values, spacing, RESAMPLE_MARGIN * np.sqrt(triangles / len(faces)))
-        resampled = _largest_component(*_surface_from_volume(coarse, origin, steps))
+        resampled = _largest_component(*surface_from_volume(coarse, origin, steps))
         decimated = _decimate(*resampled, triangles) or resampled
         log.info("decimation tore the surface; resampled to %d triangles", len(decimated[1]))
     mesh = trimesh.Trimesh(*decimated)

@@ -13,7 +13,7 @@ from photo_avatar.core.avatar import BodyFit, Perception, Photo, Settings
 from photo_avatar.core.body_prior import body_prior_depth
 from photo_avatar.core.camera import Camera
 from photo_avatar.core.canonicalise import CanonicalSurface, canonical_surface
-from photo_avatar.core.fuse import FusedMesh, _surface_from_volume, coarser, fuse
+from photo_avatar.core.fuse import FusedMesh, coarser, fuse, surface_from_volume
 from photo_avatar.core.metrics import surface_scores
 from photo_avatar.core.progress import Progress
 from photo_avatar.core.raster import render_depth
@@ -169,6 +169,6 @@ def test_a_coarser_volume_keeps_its_outside_border():
         coarse, steps = coarser(values, 0.01, factor)
         assert (coarse[[0, -1]] > 0).all() and (coarse[:, [0, -1]] > 0).all()
         assert (coarse[:, :, [0, -1]] > 0).all()
-        vertices, _ = _surface_from_volume(coarse, np.zeros(3), steps)
+        vertices, _ = surface_from_volume(coarse, np.zeros(3), steps)
         radius = np.linalg.norm(vertices - 0.01 * (shape - 1) / 2, axis=1)
         assert np.abs(radius - 0.2).max() < 0.02, factor
