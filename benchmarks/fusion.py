@@ -7,6 +7,7 @@ photos would take them.
 
     python benchmarks/fusion.py            # 10 people, 1/2/4/8 photos, default preset
     python benchmarks/fusion.py --quick    # 3 people, 2 and 4 photos, fast preset
+    python benchmarks/fusion.py --pose hanging --views 1   # arms against the body
 
 Perception is the ground truth by default (the render's mask and the body's projected
 landmarks) so that the figures measure fusion and refinement, not the detector, which does
@@ -46,6 +47,7 @@ from photo_avatar.core.preview import shade
 from photo_avatar.core.progress import PhotoError
 from photo_avatar.core.report import posed_vertices
 from photo_avatar.core.synthetic import (
+    POSES,
     SyntheticPerson,
     SyntheticPhoto,
     make_person,
@@ -79,10 +81,10 @@ class TruthDetector:
 
 
 def photographed(
-    seed: int, views: int
+    seed: int, views: int, pose: str = "random"
 ) -> tuple[SyntheticPerson, list[SyntheticPhoto], list[Photo]]:
     """Synthetic person `seed` photographed from `views` sides, the first near frontal."""
-    person = make_person(seed=1000 + seed)
+    person = make_person(seed=1000 + seed, pose=pose)
     cameras = sample_cameras(views, seed=seed, person=person, frontal=True)
     shots = [render_photo(person, c, seed=seed * 10 + k) for k, c in enumerate(cameras)]
     photos = [Photo(f"synthetic_{seed}_{k}.png", s.image) for k, s in enumerate(shots)]
@@ -146,6 +148,8 @@ def main() -> None:
     parser.add_argument("--preset", help="pipeline preset (default: default, quick: fast)")
     parser.add_argument("--views", type=int, nargs="+", help="photos per run")
     parser.add_argument("--detector", action="store_true", help="MediaPipe, not the truth")
+    parser.add_argument("--pose", choices=POSES, default="random",
+                        help="the people's pose ('hanging': arms against the body)")  # fmt: skip
     add_network_option(parser)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
@@ -161,7 +165,7 @@ def main() -> None:
     for views in views_list:
         results: dict[str, dict[str, list[float]]] = {v: defaultdict(list) for v in variants}
         for seed in range(people):
-            person, shots, photos = photographed(seed, views)
+            person, shots, photos = photographed(seed, views, args.pose)
             held_out = held_out_camera([s.camera for s in shots])
             for name, variant in variants.items():
                 detector = None if args.detector else TruthDetector(person, shots)

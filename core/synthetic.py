@@ -27,6 +27,9 @@ from .raster import render_depth
 from .skinning import axis_angle_to_matrix, forward_kinematics
 
 GARMENTS = ("tight", "loose_top", "skirt", "dress", "trousers")
+POSES = ("random", "hanging", "a", "t")
+HANGING_DEGREES = (3.0, 10.0)
+"""Range of the arms' angle from the body in the 'hanging' pose: against it, or nearly."""
 
 _FEET_Z = -0.82
 """Height of the soles in anny's frame, whatever the stature."""
@@ -81,11 +84,11 @@ class SyntheticPhoto:
 def make_person(
     seed: int, rig: str = "mixamo", garment: str | None = None, pose: str = "random"
 ) -> SyntheticPerson:
-    """A random adult: phenotype, pose ('random', 'a' or 't'), clothes (`garment`, drawn
+    """A random adult: phenotype, pose (one of `POSES`), clothes (`garment`, drawn
     from the seed when None), skin, cloth and hair colours, all from `seed`. The same seed
     gives the same body and pose whatever the garment."""
-    if pose not in ("random", "a", "t"):
-        raise ValueError(f"pose must be 'random', 'a' or 't', not {pose!r}")
+    if pose not in POSES:
+        raise ValueError(f"pose must be one of {', '.join(POSES)}, not {pose!r}")
     if garment is None:
         garment = GARMENTS[np.random.default_rng([seed, 2]).integers(len(GARMENTS))]
     if garment not in GARMENTS:
@@ -147,9 +150,10 @@ def _random_pose(body: BodyModel, rest: Rest, rng: np.random.Generator, kind: st
     """(1, J, 3, 3) local rotations. 'a' / 't' are the canonical rest poses; 'random' is a
     relaxed stand from the A pose: arms 20–65° from the body with elbows a little bent,
     legs slightly apart, small spine and head turns. Arms are opened further until the
-    forearms and hands clear the torso and legs by 6 cm."""
+    forearms and hands clear the torso and legs by 6 cm. 'hanging' is the same stand with
+    the arms let down against the body (`HANGING_DEGREES`), as people stand for a photo."""
     start = body.rest_pose_rotations(rest, "t" if kind == "t" else "a")
-    if kind != "random":
+    if kind not in ("random", "hanging"):
         return start
     joint = body.joint_bones
     skull = g.head_bone(body)
@@ -166,6 +170,9 @@ def _random_pose(body: BodyModel, rest: Rest, rng: np.random.Generator, kind: st
         "hip_flex": rng.uniform(-6, 10, 2),
         "knee": rng.uniform(0, 12, 2),
     }
+    if kind == "hanging":
+        draw["arm"] = np.interp(draw["arm"], (20, 50), HANGING_DEGREES)
+        return _relaxed_stand(body, rest, start, draw, np.zeros(2), spine, skull)
     weights = body.skin_weights.numpy()
     hands = [
         weights[:, g.subtree(body, joint[f"{s}_elbow"])].sum(1) > 0.5 for s in ("left", "right")
