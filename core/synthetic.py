@@ -173,23 +173,28 @@ def _random_pose(body: BodyModel, rest: Rest, rng: np.random.Generator, kind: st
     if kind == "hanging":
         draw["arm"] = np.interp(draw["arm"], (20, 50), HANGING_DEGREES)
         return _relaxed_stand(body, rest, start, draw, np.zeros(2), spine, skull)
-    weights = body.skin_weights.numpy()
-    hands = [
-        weights[:, g.subtree(body, joint[f"{s}_elbow"])].sum(1) > 0.5 for s in ("left", "right")
-    ]
-    arms = sum(
-        weights[:, g.subtree(body, joint[f"{s}_shoulder"])].sum(1) for s in ("left", "right")
-    )
     extra = np.zeros(2)
     for _ in range(6):
         rotations = _relaxed_stand(body, rest, start, draw, extra, spine, skull)
-        verts = body.pose(rest, rotations).vertices[0].numpy()
-        others = cKDTree(verts[arms < 0.05])
-        gaps = np.array([others.query(verts[h])[0].min() for h in hands])
+        gaps = arm_clearance(body, body.pose(rest, rotations).vertices[0].numpy())
         if (gaps >= 0.06).all():
             break
         extra += np.where(gaps < 0.06, 6.0, 0.0)
     return rotations
+
+
+def arm_clearance(body: BodyModel, vertices: np.ndarray) -> np.ndarray:
+    """(2,) metres from the left and right forearm and hand to the rest of the body (torso,
+    head and legs), for the body's posed `vertices` (V, 3)."""
+    weights = body.skin_weights.numpy()
+    joint = body.joint_bones
+    arms = sum(
+        weights[:, g.subtree(body, joint[f"{s}_shoulder"])].sum(1) for s in ("left", "right")
+    )
+    others = cKDTree(vertices[arms < 0.05])
+    forearms = [weights[:, g.subtree(body, joint[f"{s}_elbow"])].sum(1) > 0.5
+                for s in ("left", "right")]  # fmt: skip
+    return np.array([others.query(vertices[f])[0].min() for f in forearms])
 
 
 def _relaxed_stand(body, rest, start, draw, extra, spine, skull) -> torch.Tensor:

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 import trimesh
-from scipy.spatial import cKDTree
 
 from photo_avatar.core.body_model import BodyModel
 from photo_avatar.core.camera import Camera
@@ -18,6 +17,7 @@ from photo_avatar.core.raster import render_depth
 from photo_avatar.core.synthetic import (
     GARMENTS,
     SyntheticPerson,
+    arm_clearance,
     make_person,
     render_photo,
     sample_cameras,
@@ -230,22 +230,9 @@ def test_unknown_garment_or_pose_is_refused():
         make_person(0, pose="handstand")
 
 
-def _hand_gap(body: BodyModel, person: SyntheticPerson) -> float:
-    """Metres from the nearer hand to the torso or legs (the body, arms left out)."""
-    weights = body.skin_weights.numpy()
-    joint = body.joint_bones
-    arms = sum(weights[:, subtree(body, joint[f"{s}_shoulder"])].sum(1) for s in ("left", "right"))
-    others = cKDTree(person.body_vertices[arms < 0.05])
-    gaps = []
-    for side in ("left", "right"):
-        hand = weights[:, subtree(body, joint[f"{side}_wrist"])].sum(1) > 0.5
-        gaps.append(others.query(person.body_vertices[hand])[0].min())
-    return float(min(gaps))
-
-
 def test_hanging_arms_rest_against_the_body_where_random_ones_clear_it(body):
     hanging = make_person(seed=2, garment="tight", pose="hanging")
     random = make_person(seed=2, garment="tight")
-    assert _hand_gap(body, random) >= 0.06
-    assert _hand_gap(body, hanging) < 0.04
+    assert arm_clearance(body, random.body_vertices).min() >= 0.06
+    assert arm_clearance(body, hanging.body_vertices).min() < 0.04
     assert np.allclose(hanging.phenotype, random.phenotype)
