@@ -396,9 +396,13 @@ class _Fitter:
         for b, silhouette in enumerate(targets.silhouettes):
             inside, coverage = silhouette_loss(outline[b], silhouette, SILHOUETTE_SIGMA)
             loss[b] = loss[b] + WEIGHTS["inside"] * inside + WEIGHTS["coverage"] * coverage
+        # The prior holds against each photo, not against their sum: photos from more sides
+        # repeat the same clothes around the body (the silhouettes' coverage pulls the body
+        # out to them), they do not outvote the prior (a person from 1, 2, 4 photos fitted
+        # 21.8, 24.1, 25.6 cm deep at the chest, truth 21.3).
         shape_prior = WEIGHTS["shape"] * ((torch.sigmoid(state.shape) - 0.5) ** 2).sum()
         agreement = WEIGHTS["agreement"] * _pose_agreement(state.free, state.hinge)
-        return loss + shape_prior / len(loss) + agreement
+        return loss + shape_prior + agreement
 
     def run(
         self, state: _State, targets: _Targets, iterations: int, stage: str, reporter: _Reporter

@@ -9,12 +9,13 @@ import numpy as np
 import torch
 
 from photo_avatar.core.avatar import KEYPOINT_NAMES, BodyFit, Perception, Photo, Settings
-from photo_avatar.core.body_model import BodyModel, Rest
+from photo_avatar.core.body_model import BodyModel, Rest, load_body_model
 from photo_avatar.core.camera import Camera
 from photo_avatar.core.fit import fit_body
 from photo_avatar.core.metrics import mask_iou
 from photo_avatar.core.raster import render_depth
 from photo_avatar.core.skinning import axis_angle_to_matrix
+from photo_avatar.core.synthetic import make_person, sample_cameras
 
 SIDE = 512
 PIXEL_NOISE = 2.5
@@ -226,3 +227,50 @@ def test_a_limb_that_moved_between_photos_keeps_its_own_pose(body: BodyModel) ->
         own, other = angles[k], angles[1 - k]
         assert own < 35.0 and own < other - 15.0
     assert max(fit.keypoint_error_px) < 6.0
+
+
+def chest_depth_cm(body: BodyModel, phenotype: np.ndarray) -> float:
+    """Front-to-back depth (cm) of the rest body at the chest (72 % of its height, within
+    8 cm of the middle)."""
+    with torch.no_grad():
+        vertices = body.rest(torch.as_tensor(phenotype)).vertices[0].numpy()
+    low, top = vertices[:, 2].min(), vertices[:, 2].max()
+    band = np.abs(vertices[:, 2] - (low + 0.72 * (top - low))) < 0.02
+    chest = vertices[band & (np.abs(vertices[:, 0]) < 0.08), 1]
+    return float(100 * (chest.max() - chest.min()))
+
+
+def clothed_shots(person, cameras: list[Camera]) -> tuple[list[Photo], list[Perception]]:
+    """Masks of the clothed person and the body's true landmarks, one photo per camera."""
+    body_model = load_body_model(person.rig)
+    with torch.no_grad():
+        rest = body_model.rest(torch.as_tensor(person.phenotype))
+        landmarks = body_model.pose(rest, torch.as_tensor(person.pose)[None]).landmarks[0]
+    names = body_model.landmark_names
+    photos, seen = [], []
+    for k, camera in enumerate(cameras):
+        mask = render_depth(camera, torch.as_tensor(person.vertices), person.faces).mask
+        keypoints = np.zeros((len(KEYPOINT_NAMES), 3), np.float32)
+        pixels = camera.project(landmarks).numpy()
+        for i, name in enumerate(KEYPOINT_NAMES):
+            if name in names:
+                keypoints[i] = (*pixels[names.index(name), :2], 0.95)
+        image = np.where(mask[..., None], 180, 40).astype(np.uint8).repeat(3, axis=2)
+        photos.append(Photo(f"clothed_{k}.png", image, focal_px=float(camera.fx)))
+        seen.append(Perception(mask.astype(np.float32), keypoints))
+    return photos, seen
+
+
+def test_more_photos_of_clothes_do_not_fatten_the_body(body: BodyModel) -> None:
+    """Every photo's silhouette shows the same clothes around the body; photos from four
+    sides must not outvote the shape prior and fit a body thicker than one photo does."""
+    person = make_person(seed=1005)
+    cameras = sample_cameras(4, seed=5, person=person, frontal=True)
+    settings = Settings.from_preset("fast")
+    depths = []
+    for views in (cameras[:1], cameras):
+        photos, seen = clothed_shots(person, views)
+        depths.append(chest_depth_cm(body, fit_body(photos, seen, body, settings).phenotype))
+    truth = chest_depth_cm(body, person.phenotype)
+    assert abs(depths[1] - depths[0]) < 1.0
+    assert depths[1] - truth < 2.0
