@@ -31,6 +31,10 @@ SHIFT = 0.03
 ray); its thickness correction is free. The unposing puts every point where the fitted
 skeleton is, so a surface moved far from the fit (legs 10 cm off on a real photo taken
 from above) tears in the canonical pose."""
+CONTAIN = 0.02
+"""Metres the refined front may lie behind the prior's front, and the back before its
+back: the prior is the fitted body grown to the silhouette, and clothes lie on the body
+(a little slack for a fit that is a little too thick)."""
 SKINNING = False
 """Whether the refined maps take their skinning from the network's latents (decoded by
 the LBS autoencoder) instead of the prior's; set by the held-out measurement in
@@ -47,6 +51,7 @@ def refine_depth(
     rig: str = "mixamo",
     rim: float = RIM,
     shift: float = SHIFT,
+    contain: float | None = CONTAIN,
 ) -> DepthMaps:
     """The clothed person's front and back depth in `prior`'s camera and mask.
 
@@ -54,7 +59,8 @@ def refine_depth(
     prior: `body_prior.body_prior_depth` of that crop. Skinning weights stay the prior's
     unless `skinning` and the model has latents, when those are decoded by `rig`'s LBS
     autoencoder. The person moves along the view ray (the mid-depth) by `shift` metres at
-    most; the thickness is the network's.
+    most; the thickness is the network's, down to the prior's less `contain` metres
+    (None: no limit).
     """
     inside = prior.mask & np.isfinite(prior.front) & np.isfinite(prior.back)
     if not inside.any():
@@ -75,8 +81,17 @@ def refine_depth(
                       MIN_HALF_THICKNESS)  # fmt: skip
     move = np.clip(0.5 * (correction[0] + correction[1]), -shift, shift)
     mid = 0.5 * (prior_front + prior_back) + move
-    front = np.where(inside, mid - half, np.inf).astype(np.float32)
-    back = np.where(inside, mid + half, np.inf).astype(np.float32)
+    front, back = mid - half, mid + half
+    if contain is not None:
+        # The coarse grid blurs a hand held in front of a skirt into the skirt (10 cm behind
+        # its true depth in a side view, where carving then cut the hand off): the refined
+        # surface may not sink into the prior by more than `contain`, after the person's
+        # overall move along the ray.
+        overall = float(np.median(move[inside]))
+        front = np.minimum(front, prior_front + overall + contain)
+        back = np.maximum(back, prior_back + overall - contain)
+    front = np.where(inside, front, np.inf).astype(np.float32)
+    back = np.where(inside, back, np.inf).astype(np.float32)
     refined = replace(prior, front=front, back=back, mask=inside)
     if not skinning or out.shape[0] == 2:  # a depth-only model has no latents
         return refined

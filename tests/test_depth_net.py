@@ -64,8 +64,8 @@ def test_refinement_stays_near_the_person(crop) -> None:
 def test_network_moves_the_person_along_the_view_ray_by_at_most_the_shift(crop) -> None:
     """Thickness is the network's; where the person stands stays near the fitted body."""
     photo, perception, prior, _ = crop
-    free = refine_depth(photo, perception, prior, device="cpu", shift=1.0)
-    held = refine_depth(photo, perception, prior, device="cpu", shift=0.01)
+    free = refine_depth(photo, perception, prior, device="cpu", shift=1.0, contain=None)
+    held = refine_depth(photo, perception, prior, device="cpu", shift=0.01, contain=None)
     inside = held.mask
     prior_mid = 0.5 * (prior.front[inside] + prior.back[inside])
     moved = np.abs(0.5 * (held.front[inside] + held.back[inside]) - prior_mid)
@@ -74,6 +74,35 @@ def test_network_moves_the_person_along_the_view_ray_by_at_most_the_shift(crop) 
     assert free_moved.max() > 0.01  # the limit really bit
     thickness = held.back[inside] - held.front[inside]
     assert np.allclose(thickness, free.back[inside] - free.front[inside], atol=1e-4)
+
+
+def test_a_hand_in_front_of_a_skirt_keeps_its_depth() -> None:
+    """Seen from the side, a hand hangs in front of the skirt; the network's coarse grid
+    blurs it into the skirt, centimetres too deep, and fusion would carve it off. The
+    refined front may not sink into the prior (here the true body) by more than 2 cm."""
+    person = synthetic.make_person(1005)
+    whole = synthetic.sample_cameras(4, seed=5, person=person, frontal=True)[3]
+    camera = crop_camera(whole, person.vertices, 384, np.random.default_rng(0))
+    shot = synthetic.render_photo(person, camera, seed=3)
+    photo = Photo("side", shot.image)
+    perception = Perception(shot.mask.astype(np.float32), np.zeros((33, 3), np.float32))
+    fit = BodyFit(person.rig, person.phenotype, person.pose[None], [camera])
+    body = load_body_model(person.rig)
+    with torch.no_grad():
+        prior = body_prior_depth(photo, perception, fit, 0, body)
+    names = body.bone_names
+    hand_bones = [i for i, n in enumerate(names) if "RightHand" in n]
+    hand = person.body_vertices[np.isin(body.skin_weights.numpy().argmax(1), hand_bones)]
+    u, v, z = camera.project(torch.as_tensor(hand)).numpy().T
+    u, v = np.round(u).astype(int), np.round(v).astype(int)
+    seen = z <= shot.front[v, u] + 0.005
+    assert seen.sum() > 100  # the hand is in view, in front of the skirt
+    errors = {}
+    for contain in (0.02, None):
+        refined = refine_depth(photo, perception, prior, device="cpu", contain=contain)
+        errors[contain] = np.median(refined.front[v, u][seen] - shot.front[v, u][seen])
+    assert abs(errors[0.02]) < 0.025
+    assert errors[None] > 0.05  # without the limit the hand sinks into the skirt
 
 
 def test_skinning_sums_to_one_inside_the_person(crop) -> None:
