@@ -10,7 +10,8 @@ same imperfect fit and mask as in training, at the network's own side (128 px). 
 inside the true silhouette where the prior has depth: mean |depth - truth| of the front and
 of the back, in cm, for the prior and for `depth_runtime.refine_depth` as the pipeline calls
 it ("net": the correction faded out along the outline, the person moved along the view ray
-by at most `depth_runtime.SHIFT`) and without either ("raw": the network's own answer); and
+by at most `depth_runtime.SHIFT`, the surface sunk into the prior by at most
+`depth_runtime.CONTAIN`) and without any of these ("raw": the network's own answer); and
 the skinning error, per pixel the sum over bones of |weights - true weights| (0 exact, 2
 disjoint), of the prior's weights and of the network's decoded latents (the prior's again
 when the shipped model predicts none; the pipeline decodes them only when
@@ -93,8 +94,9 @@ def evaluate(
         photo, perception, prior = _as_inputs(sample)
         refined = refine_depth(photo, perception, prior, "cpu", weights, skinning=True)
         raw = refine_depth(
-            photo, perception, prior, "cpu", weights, skinning=True, rim=0.0, shift=np.inf
-        )
+            photo, perception, prior, "cpu", weights, skinning=True, rim=0.0, shift=np.inf,
+            contain=None,
+        )  # fmt: skip
         where = sample.true_mask & prior.mask
         row = {}
         for name, maps in (("prior", prior), ("net", refined), ("raw", raw)):
