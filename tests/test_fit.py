@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from photo_avatar.core.avatar import KEYPOINT_NAMES, BodyFit, Perception, Photo, Settings
-from photo_avatar.core.body_model import BodyModel, Rest, load_body_model
+from photo_avatar.core.body_model import BodyModel, Rest
 from photo_avatar.core.camera import Camera
 from photo_avatar.core.fit import fit_body
 from photo_avatar.core.metrics import mask_iou
@@ -240,13 +240,14 @@ def chest_depth_cm(body: BodyModel, phenotype: np.ndarray) -> float:
     return float(100 * (chest.max() - chest.min()))
 
 
-def clothed_shots(person, cameras: list[Camera]) -> tuple[list[Photo], list[Perception]]:
+def clothed_shots(
+    body: BodyModel, person, cameras: list[Camera]
+) -> tuple[list[Photo], list[Perception]]:
     """Masks of the clothed person and the body's true landmarks, one photo per camera."""
-    body_model = load_body_model(person.rig)
     with torch.no_grad():
-        rest = body_model.rest(torch.as_tensor(person.phenotype))
-        landmarks = body_model.pose(rest, torch.as_tensor(person.pose)[None]).landmarks[0]
-    names = body_model.landmark_names
+        rest = body.rest(torch.as_tensor(person.phenotype))
+        landmarks = body.pose(rest, torch.as_tensor(person.pose)[None]).landmarks[0]
+    names = body.landmark_names
     photos, seen = [], []
     for k, camera in enumerate(cameras):
         mask = render_depth(camera, torch.as_tensor(person.vertices), person.faces).mask
@@ -269,7 +270,7 @@ def test_more_photos_of_clothes_do_not_fatten_the_body(body: BodyModel) -> None:
     settings = Settings.from_preset("fast")
     depths = []
     for views in (cameras[:1], cameras):
-        photos, seen = clothed_shots(person, views)
+        photos, seen = clothed_shots(body, person, views)
         depths.append(chest_depth_cm(body, fit_body(photos, seen, body, settings).phenotype))
     truth = chest_depth_cm(body, person.phenotype)
     assert abs(depths[1] - depths[0]) < 1.0
