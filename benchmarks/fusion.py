@@ -37,7 +37,7 @@ import numpy as np
 import spine
 import torch
 
-from photo_avatar.core.avatar import KEYPOINT_NAMES, Perception, Photo, Settings
+from photo_avatar.core.avatar import Perception, Photo, Settings
 from photo_avatar.core.body_model import load_body_model
 from photo_avatar.core.camera import Camera
 from photo_avatar.core.cli import add_network_option
@@ -53,6 +53,7 @@ from photo_avatar.core.synthetic import (
     make_person,
     render_photo,
     sample_cameras,
+    true_keypoints,
 )
 
 
@@ -62,22 +63,13 @@ class TruthDetector:
 
     def __init__(self, person: SyntheticPerson, shots: list[SyntheticPhoto]) -> None:
         body = load_body_model(person.rig)
-        rest = body.rest(torch.as_tensor(person.phenotype))
-        posed = body.pose(rest, torch.as_tensor(person.pose)[None])
-        self.names = body.landmark_names
-        self.landmarks = posed.landmarks[0].detach()
-        self.shots = list(shots)
+        self.seen = [
+            Perception(s.mask.astype(np.float32), true_keypoints(body, person, s.camera))
+            for s in shots
+        ]
 
     def detect(self, image: np.ndarray) -> list[Perception]:
-        shot = self.shots.pop(0)
-        camera, mask = shot.camera, shot.mask
-        keypoints = np.zeros((len(KEYPOINT_NAMES), 3), np.float32)
-        pixels = camera.project(self.landmarks).numpy()
-        for k, name in enumerate(KEYPOINT_NAMES):
-            if name in self.names:
-                u, v, _ = pixels[self.names.index(name)]
-                keypoints[k] = (u, v, 1.0)
-        return [Perception(mask.astype(np.float32), keypoints)]
+        return [self.seen.pop(0)]
 
 
 def photographed(

@@ -21,6 +21,7 @@ from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
 from . import garments as g
+from .avatar import KEYPOINT_NAMES
 from .body_model import BodyModel, Rest, load_body_model
 from .camera import DEFAULT_FOV_DEGREES, Camera
 from .raster import render_depth
@@ -425,6 +426,22 @@ def sample_cameras(
             )
         )
     return cameras
+
+
+def true_keypoints(body: BodyModel, person: SyntheticPerson, camera: Camera) -> np.ndarray:
+    """(K, 3) u, v, confidence 1 of the body's landmarks named in `KEYPOINT_NAMES`, posed
+    as the person stands and projected by `camera` (0 for names the body lacks): the
+    perception a perfect detector would give, so that a test or benchmark measures what
+    comes after it."""
+    with torch.no_grad():
+        rest = body.rest(torch.as_tensor(person.phenotype))
+        landmarks = body.pose(rest, torch.as_tensor(person.pose)[None]).landmarks[0]
+    pixels = camera.project(landmarks).numpy()
+    keypoints = np.zeros((len(KEYPOINT_NAMES), 3), np.float32)
+    for k, name in enumerate(KEYPOINT_NAMES):
+        if name in body.landmark_names:
+            keypoints[k] = (*pixels[body.landmark_names.index(name), :2], 1.0)
+    return keypoints
 
 
 def render_photo(

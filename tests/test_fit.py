@@ -15,7 +15,7 @@ from photo_avatar.core.fit import fit_body
 from photo_avatar.core.metrics import mask_iou
 from photo_avatar.core.raster import render_depth
 from photo_avatar.core.skinning import axis_angle_to_matrix
-from photo_avatar.core.synthetic import make_person, sample_cameras
+from photo_avatar.core.synthetic import make_person, sample_cameras, true_keypoints
 
 SIDE = 512
 PIXEL_NOISE = 2.5
@@ -244,21 +244,12 @@ def clothed_shots(
     body: BodyModel, person, cameras: list[Camera]
 ) -> tuple[list[Photo], list[Perception]]:
     """Masks of the clothed person and the body's true landmarks, one photo per camera."""
-    with torch.no_grad():
-        rest = body.rest(torch.as_tensor(person.phenotype))
-        landmarks = body.pose(rest, torch.as_tensor(person.pose)[None]).landmarks[0]
-    names = body.landmark_names
     photos, seen = [], []
     for k, camera in enumerate(cameras):
         mask = render_depth(camera, torch.as_tensor(person.vertices), person.faces).mask
-        keypoints = np.zeros((len(KEYPOINT_NAMES), 3), np.float32)
-        pixels = camera.project(landmarks).numpy()
-        for i, name in enumerate(KEYPOINT_NAMES):
-            if name in names:
-                keypoints[i] = (*pixels[names.index(name), :2], 0.95)
         image = np.where(mask[..., None], 180, 40).astype(np.uint8).repeat(3, axis=2)
         photos.append(Photo(f"clothed_{k}.png", image, focal_px=float(camera.fx)))
-        seen.append(Perception(mask.astype(np.float32), keypoints))
+        seen.append(Perception(mask.astype(np.float32), true_keypoints(body, person, camera)))
     return photos, seen
 
 
