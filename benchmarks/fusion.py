@@ -63,9 +63,9 @@ class TruthDetector:
 
     def __init__(self, person: SyntheticPerson, shots: list[SyntheticPhoto]) -> None:
         body = load_body_model(person.rig)
+        keypoints = true_keypoints(body, person, [s.camera for s in shots])
         self.seen = [
-            Perception(s.mask.astype(np.float32), true_keypoints(body, person, s.camera))
-            for s in shots
+            Perception(s.mask.astype(np.float32), k) for s, k in zip(shots, keypoints, strict=True)
         ]
 
     def detect(self, image: np.ndarray) -> list[Perception]:

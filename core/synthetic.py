@@ -428,20 +428,26 @@ def sample_cameras(
     return cameras
 
 
-def true_keypoints(body: BodyModel, person: SyntheticPerson, camera: Camera) -> np.ndarray:
-    """(K, 3) u, v, confidence 1 of the body's landmarks named in `KEYPOINT_NAMES`, posed
-    as the person stands and projected by `camera` (0 for names the body lacks): the
-    perception a perfect detector would give, so that a test or benchmark measures what
-    comes after it."""
+def true_keypoints(
+    body: BodyModel, person: SyntheticPerson, cameras: list[Camera]
+) -> list[np.ndarray]:
+    """Per camera, (K, 3) u, v, confidence 1 of the body's landmarks named in
+    `KEYPOINT_NAMES`, posed as the person stands (once for all cameras) and projected (0 for
+    names the body lacks): the perception a perfect detector would give, so that a test or
+    benchmark measures what comes after it."""
     with torch.no_grad():
         rest = body.rest(torch.as_tensor(person.phenotype))
         landmarks = body.pose(rest, torch.as_tensor(person.pose)[None]).landmarks[0]
-    pixels = camera.project(landmarks).numpy()
-    keypoints = np.zeros((len(KEYPOINT_NAMES), 3), np.float32)
-    for k, name in enumerate(KEYPOINT_NAMES):
-        if name in body.landmark_names:
-            keypoints[k] = (*pixels[body.landmark_names.index(name), :2], 1.0)
-    return keypoints
+    found = [(k, body.landmark_names.index(n)) for k, n in enumerate(KEYPOINT_NAMES)
+             if n in body.landmark_names]  # fmt: skip
+    out = []
+    for camera in cameras:
+        pixels = camera.project(landmarks).numpy()
+        keypoints = np.zeros((len(KEYPOINT_NAMES), 3), np.float32)
+        for k, i in found:
+            keypoints[k] = (*pixels[i, :2], 1.0)
+        out.append(keypoints)
+    return out
 
 
 def render_photo(

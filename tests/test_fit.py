@@ -245,11 +245,12 @@ def clothed_shots(
 ) -> tuple[list[Photo], list[Perception]]:
     """Masks of the clothed person and the body's true landmarks, one photo per camera."""
     photos, seen = [], []
+    keypoints = true_keypoints(body, person, cameras)
     for k, camera in enumerate(cameras):
         mask = render_depth(camera, torch.as_tensor(person.vertices), person.faces).mask
         image = np.where(mask[..., None], 180, 40).astype(np.uint8).repeat(3, axis=2)
         photos.append(Photo(f"clothed_{k}.png", image, focal_px=float(camera.fx)))
-        seen.append(Perception(mask.astype(np.float32), true_keypoints(body, person, camera)))
+        seen.append(Perception(mask.astype(np.float32), keypoints[k]))
     return photos, seen
 
 
