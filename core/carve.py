@@ -96,6 +96,7 @@ def photo_votes(
     truncation: float,
     body_distance: np.ndarray,
     posed_body: np.ndarray,
+    seen_through: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """One photo's vote on canonical points (K, 3) with skinning `index`/`share` (K, I).
 
@@ -142,7 +143,8 @@ def photo_votes(
         beyond = np.where(on_image, gap[vc, uc], np.inf)[outside]  # pixels past the slack
         ramp = np.clip((beyond - 1.0) / SILHOUETTE_RAMP_PIXELS, 0.0, 1.0)
         w[outside] = SILHOUETTE_WEIGHT + (SILHOUETTE_FAR_WEIGHT - SILHOUETTE_WEIGHT) * ramp
-        w[known & (z < near - FREE_SLACK)] = FREE_WEIGHT
+        free = known & (z < near - FREE_SLACK)
+        w[free] = FREE_WEIGHT * (1.0 if seen_through is None else seen_through[vc, uc][free])
         w[known & (z >= near - FREE_SLACK) & (z <= far) & ~squeezed] = INSIDE_WEIGHT
         w[known & (z > far) & ~squeezed] = BEHIND_WEIGHT
         signed[part] = s

@@ -47,6 +47,15 @@ FAR_WEIGHT = 0.03
 """Weight of a photo's inside/outside vote away from its surface."""
 SPIKE_MARGIN = 0.15
 """Metres from the body beyond which only a photo's own surface band may be solid."""
+DOUBT_DEPTH = 0.03
+"""Metres: a photo's surface seen edge-on by another photo, lying deeper than this inside
+that photo's solid (behind its front and before its back), starts to lose trust (see
+`_trust`)."""
+EDGE_ON = 0.5
+"""Cosine between a point's normal and another photo's ray below which that photo sees it
+edge-on."""
+DOUBT_PIXELS = 3
+"""Pixels inside another photo's outline from which that photo's solid can refute a point."""
 PAD_VOXELS = 3
 SEAL_VOXELS = 4
 """Tears in a surface narrower than twice this many voxels do not open its inside."""
@@ -106,6 +115,10 @@ def fuse(
     weight = np.full(shape, BODY_WEIGHT, dtype=np.float32)
     seen = np.zeros(shape, dtype=bool)
     deep = body_sdf < -2 * truncation
+    trusts = [
+        _trust(s, i, views) if views and DOUBT_DEPTH > 0 else np.ones(len(s.vertices), np.float32)
+        for i, s in enumerate(surfaces)
+    ]
     for i, surface in enumerate(surfaces):
         progress.step("fusing", 0.1 + 0.3 * i / len(surfaces))
         if len(surface.faces) == 0:
@@ -118,7 +131,7 @@ def fuse(
         # A tear wider than the seal lets the flood fill leak into the surface's inside:
         # deep inside the body, a photo's far "outside" vote is no evidence.
         w = np.where(band.inside | ~deep, FAR_WEIGHT, 0.0).astype(np.float32)
-        w[near] = NEAR_WEIGHT + surface.confidence[band.nearest] ** 2
+        w[near] = (NEAR_WEIGHT + surface.confidence[band.nearest] ** 2) * trusts[i][band.nearest]
         total += w * sdf
         weight += w
         seen[near] = True
@@ -135,8 +148,16 @@ def fuse(
             progress.step("fusing", 0.4 + 0.2 * i / len(views))
             transforms = torch.as_tensor(view.transforms, dtype=torch.float32)[None]
             posed_body = skinning.forward_skin(canonical_body, body.skin_weights, transforms)
+            seen_through = _trust_map(surfaces[i], trusts[i], view)
             signed, w = photo_votes(
-                points, index, share, view, truncation, distance, posed_body[0].numpy()
+                points,
+                index,
+                share,
+                view,
+                truncation,
+                distance,
+                posed_body[0].numpy(),
+                seen_through,
             )
             total[cells] += w * signed
             weight[cells] += w
@@ -153,6 +174,69 @@ def fuse(
     progress.step("fusing", 1.0)
     log.info("fused %d surfaces into %d triangles", len(surfaces), len(faces))
     return FusedMesh(vertices.astype(np.float32), faces.astype(np.int32), weights)
+
+
+def _trust(surface: CanonicalSurface, index: int, views: Sequence[PhotoView]) -> np.ndarray:
+    """(N,) in [0, 1]: how far each of photo `index`'s surface points is from being refuted.
+
+    A surface that another photo sees edge-on lies on that photo's outline or where its
+    depth jumps, never deep inside what it shows as one solid (behind its front, before its
+    back): a side view's skirt predicted against the leg lands there in the front photo,
+    which shows cloth out to the skirt's outline. The trust falls from 1 at `DOUBT_DEPTH`
+    inside to 0 at twice that.
+    """
+    mesh = trimesh.Trimesh(surface.vertices, surface.faces, process=False)
+    normals = np.asarray(mesh.vertex_normals, dtype=np.float32)
+    deepest = np.zeros(len(normals), np.float32)
+    for j, view in enumerate(views):
+        if j == index:
+            continue
+        depth = view.depth
+        camera = depth.camera
+        cam, turn, u, v, on = _into_photo(surface, view)
+        turned = np.einsum("nrc,nc->nr", turn, normals) @ camera.rotation.T
+        facing = (turned * cam).sum(1) / np.linalg.norm(cam, axis=1)
+        uc, vc = np.clip(u, 0, camera.width - 1), np.clip(v, 0, camera.height - 1)
+        interior = ndimage.distance_transform_edt(depth.mask)[vc, uc] > DOUBT_PIXELS
+        front = np.where(depth.mask, depth.front, np.inf)[vc, uc]
+        back = np.where(depth.mask, depth.back, -np.inf)[vc, uc]
+        inside = np.minimum(cam[:, 2] - front, back - cam[:, 2])
+        counted = on & interior & (np.abs(facing) < EDGE_ON) & np.isfinite(inside)
+        deepest = np.maximum(deepest, np.where(counted, inside, 0.0))
+    return np.clip(2.0 - deepest / DOUBT_DEPTH, 0.0, 1.0).astype(np.float32)
+
+
+def _into_photo(
+    surface: CanonicalSurface, view: PhotoView
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A canonical surface posed into a photo with its own weights: camera-space points
+    (N, 3), the blended rotations (N, 3, 3) (canonical to world), pixel columns and rows
+    (N,) int64 and whether they land on the image (N,) bool."""
+    camera = view.depth.camera
+    bones = view.transforms.reshape(len(view.transforms), 16)
+    blended = (surface.weights @ bones).reshape(-1, 4, 4)
+    posed = np.einsum("nrc,nc->nr", blended[:, :3, :3], surface.vertices) + blended[:, :3, 3]
+    cam = posed @ camera.rotation.T + camera.translation
+    z = np.maximum(cam[:, 2], 1e-4)
+    u = np.round(camera.fx * cam[:, 0] / z + camera.cx).astype(np.int64)
+    v = np.round(camera.fy * cam[:, 1] / z + camera.cy).astype(np.int64)
+    on = (u >= 0) & (u < camera.width) & (v >= 0) & (v < camera.height)
+    return cam, blended[:, :3, :3], u, v, on
+
+
+def _trust_map(surface: CanonicalSurface, trust: np.ndarray, view: PhotoView) -> np.ndarray:
+    """(H, W) the trust of the surface points back on the photo's pixels (the least of those
+    that land on a pixel, the nearest one's where none lands): how far the photo may be
+    believed when it sees past a point."""
+    camera = view.depth.camera
+    _, _, u, v, on = _into_photo(surface, view)
+    grid = np.full((camera.height, camera.width), np.inf, np.float32)
+    np.minimum.at(grid, (v[on], u[on]), trust[on])
+    landed = np.isfinite(grid)
+    if not landed.any():
+        return np.ones_like(grid)
+    _, (rows, cols) = ndimage.distance_transform_edt(~landed, return_indices=True)
+    return grid[rows, cols]
 
 
 @dataclass(frozen=True)
