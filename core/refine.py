@@ -2,7 +2,8 @@
 correct it until it agrees with all of them.
 
 Unknowns: one offset per canonical vertex (shared by all photos) and, per photo, a small
-rotation correction of every bone and a small shift of the person in the camera. Terms per
+shift of the person in the camera and, with one or two photos, a small rotation correction
+of every bone (`CORRECT_POSES_UP_TO`). Terms per
 photo, projection-based (the body fit's robust silhouette costs, and visibility from our
 rasteriser refreshed every few steps, so a step costs tens of milliseconds on the CPU):
 vertices outside the mask, mask the mesh does not reach, and the depth of the vertices the
@@ -14,8 +15,9 @@ adjacent faces, and the pose corrections held near zero.
 
 Why this helps several photos: each photo keeps a pose of its own (the fit only pulls the
 photos' joints towards agreement), and a few degrees off in one photo blur the fused
-surface; the corrections let every photo agree on one canonical shape, and the silhouettes
-of all photos then carve it like a visual hull.
+surface; with two photos the corrections let both agree on one canonical shape, from three
+the fit has seen every joint from several sides and is kept, and the silhouettes of all
+photos carve the shape like a visual hull.
 
 Runs on CUDA when torch has it (`Settings.device`), else on the CPU, where 80 steps for 20k
 triangles cost about 4.5 s with one photo and 7 s with four (benchmarks/presets.py). The CPU
@@ -87,6 +89,12 @@ SOFT_FROM_PHOTOS = 3
 """Photos from which `Settings.soft_silhouette` None draws the soft silhouette: with one or
 two, the projected terms alone reach silhouette IoU 0.98 and the soft one gains no Chamfer
 for its time; with four they stop at 0.94 (benchmarks/soft_raster.py, 5 people)."""
+CORRECT_POSES_UP_TO = 2
+"""Photos up to which each photo's pose is corrected. From three on, the fit has seen every
+joint from several sides (its agreement term pulls the photos' poses together) and the
+corrections turn limbs to fit each photo's depth and outline errors instead: held at the
+fit, 10 people from 4 photos lower Chamfer for 8 (median 0.876 -> 0.856 cm; a loose top
+1.80 -> 1.63), 4 people from 8 photos for 3 (1.49 -> 1.36), benchmarks/fusion.py."""
 LEARNING_RATES = {"offsets": 1.5e-3, "pose": 4e-3, "shift": 1e-3}
 
 
@@ -141,7 +149,8 @@ def refine(
               for i, (p, d) in enumerate(zip(perceptions, depths, strict=True))]  # fmt: skip
 
     raw = torch.zeros_like(vertices, requires_grad=True)
-    turns = torch.zeros(count, len(body.parents), 3, device=device, requires_grad=True)
+    turns = torch.zeros(count, len(body.parents), 3, device=device,
+                        requires_grad=count <= CORRECT_POSES_UP_TO)  # fmt: skip
     shifts = torch.zeros(count, 3, device=device, requires_grad=True)
     optimiser = torch.optim.Adam(
         [

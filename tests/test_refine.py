@@ -119,6 +119,18 @@ def test_refinement_corrects_the_pose_and_the_shape(body, case):
     assert (angle[:, 0] < -0.02).all(), angle  # turned back towards the truth
 
 
+def test_from_three_photos_the_fitted_poses_are_kept_and_the_shape_still_refined(body, case):
+    perceptions, depths = case.inputs
+    fit = replace(case.fit, poses=np.concatenate([case.fit.poses, case.fit.poses[:1]]),
+                  cameras=[*case.fit.cameras, case.fit.cameras[0]])  # fmt: skip
+    fit_rest = body.rest(torch.as_tensor(fit.phenotype))
+    canonical = body.pose(fit_rest, body.rest_pose_rotations(fit_rest, "a"))
+    three = refine(case.fused, body, fit, fit_rest, canonical, [*perceptions, perceptions[0]],
+                   [*depths, depths[0]], replace(SETTINGS, refine_iterations=10))  # fmt: skip
+    np.testing.assert_allclose(three.fit.poses, fit.poses, atol=1e-6)
+    assert np.linalg.norm(three.mesh.vertices - case.fused.vertices, axis=1).max() > 0.005
+
+
 def test_refined_weights_are_normalised_and_sparse(case):
     weights = case.refined.mesh.weights
     np.testing.assert_allclose(weights.sum(1), 1.0, atol=1e-5)
