@@ -93,8 +93,8 @@ CORRECT_POSES_UP_TO = 2
 """Photos up to which each photo's pose is corrected. From three on, the fit has seen every
 joint from several sides (its agreement term pulls the photos' poses together) and the
 corrections turn limbs to fit each photo's depth and outline errors instead: held at the
-fit, 10 people from 4 photos lower Chamfer for 8 (median 0.876 -> 0.856 cm; a loose top
-1.80 -> 1.63), 4 people from 8 photos for 3 (1.49 -> 1.36), benchmarks/fusion.py."""
+fit, 10 people from 4 photos lower Chamfer for 8 (a loose top 1.80 -> 1.63 cm), 4 people
+from 8 photos for 3 (1.49 -> 1.36); single runs of benchmarks/fusion.py's people."""
 LEARNING_RATES = {"offsets": 1.5e-3, "pose": 4e-3, "shift": 1e-3}
 
 
