@@ -109,6 +109,15 @@ def project_camera_points(cam_points: torch.Tensor, camera: Camera) -> torch.Ten
     return torch.stack([u, v, cam_points[..., 2]], dim=-1)
 
 
+def pixels_of(cam_points: np.ndarray, camera: Camera) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(N, 3) camera-space points -> the pixel each lands in: columns and rows (N,) int64
+    and whether that pixel is on the image (N,) bool."""
+    z = np.maximum(cam_points[:, 2], 1e-4)
+    u = np.round(camera.fx * cam_points[:, 0] / z + camera.cx).astype(np.int64)
+    v = np.round(camera.fy * cam_points[:, 1] / z + camera.cy).astype(np.int64)
+    return u, v, (u >= 0) & (u < camera.width) & (v >= 0) & (v < camera.height)
+
+
 def unproject(u: np.ndarray, v: np.ndarray, depth: np.ndarray, camera: Camera) -> np.ndarray:
     """Pixels (u, v) at camera depth `depth` (metres) -> (N, 3) float32 world points."""
     x = (u - camera.cx) / camera.fx * depth

@@ -19,6 +19,7 @@ from scipy import ndimage
 from scipy.spatial import cKDTree
 
 from .avatar import DepthMaps
+from .camera import pixels_of
 
 SILHOUETTE_WEIGHT = 0.3
 """Vote of a photo whose (grown) mask a voxel lands just outside of: a pose a few degrees
@@ -125,9 +126,7 @@ def photo_votes(
         posed = np.einsum("krc,kc->kr", blended[:, :3, :3], points[part]) + blended[:, :3, 3]
         cam = posed @ camera.rotation.T + camera.translation
         z = np.maximum(cam[:, 2], 1e-4)
-        u = np.round(camera.fx * cam[:, 0] / z + camera.cx).astype(np.int64)
-        v = np.round(camera.fy * cam[:, 1] / z + camera.cy).astype(np.int64)
-        on_image = (u >= 0) & (u < camera.width) & (v >= 0) & (v < camera.height)
+        u, v, on_image = pixels_of(cam, camera)
         uc, vc = np.clip(u, 0, camera.width - 1), np.clip(v, 0, camera.height - 1)
         outside = ~on_image | ~grown[vc, uc]
         off_body = body_distance[part] > 0

@@ -30,6 +30,7 @@ from skimage.measure import marching_cubes
 from . import skinning
 from .avatar import Settings
 from .body_model import BodyModel
+from .camera import pixels_of
 from .canonicalise import CanonicalSurface
 from .carve import PhotoView, photo_votes, voxel_weights
 from .progress import Progress
@@ -116,7 +117,8 @@ def fuse(
     weight = np.full(shape, BODY_WEIGHT, dtype=np.float32)
     seen = np.zeros(shape, dtype=bool)
     deep = body_sdf < -2 * truncation
-    trusts = [_trust(s, i, views) for i, s in enumerate(surfaces)]
+    interiors = [ndimage.distance_transform_edt(v.depth.mask) > DOUBT_PIXELS for v in views]
+    trusts = [_trust(s, i, views, interiors) for i, s in enumerate(surfaces)]
     for i, surface in enumerate(surfaces):
         progress.step("fusing", 0.1 + 0.3 * i / len(surfaces))
         if len(surface.faces) == 0:
@@ -174,7 +176,12 @@ def fuse(
     return FusedMesh(vertices.astype(np.float32), faces.astype(np.int32), weights)
 
 
-def _trust(surface: CanonicalSurface, index: int, views: Sequence[PhotoView]) -> np.ndarray:
+def _trust(
+    surface: CanonicalSurface,
+    index: int,
+    views: Sequence[PhotoView],
+    interiors: Sequence[np.ndarray],
+) -> np.ndarray:
     """(N,) in [0, 1]: how far each of photo `index`'s surface points is from being refuted.
 
     A surface that another photo sees edge-on lies on that photo's outline or where its
@@ -184,6 +191,7 @@ def _trust(surface: CanonicalSurface, index: int, views: Sequence[PhotoView]) ->
     inside to 0 at twice that. Two depth layers also call solid the space between an arm
     and the torso behind it, so a flank there can lose trust it deserved; on the fusion
     benchmark the test gains more than that costs. No other photo: trusted throughout.
+    interiors: per photo, (H, W) bool, its mask more than `DOUBT_PIXELS` inside the outline.
     """
     mesh = trimesh.Trimesh(surface.vertices, surface.faces, process=False)
     normals = np.asarray(mesh.vertex_normals, dtype=np.float32)
@@ -197,11 +205,8 @@ def _trust(surface: CanonicalSurface, index: int, views: Sequence[PhotoView]) ->
         turned = np.einsum("nrc,nc->nr", turn, normals) @ camera.rotation.T
         facing = (turned * cam).sum(1) / np.linalg.norm(cam, axis=1)
         uc, vc = np.clip(u, 0, camera.width - 1), np.clip(v, 0, camera.height - 1)
-        interior = ndimage.distance_transform_edt(depth.mask)[vc, uc] > DOUBT_PIXELS
-        front = np.where(depth.mask, depth.front, np.inf)[vc, uc]
-        back = np.where(depth.mask, depth.back, -np.inf)[vc, uc]
-        inside = np.minimum(cam[:, 2] - front, back - cam[:, 2])
-        counted = on & interior & (np.abs(facing) < EDGE_ON) & np.isfinite(inside)
+        inside = np.minimum(cam[:, 2] - depth.front[vc, uc], depth.back[vc, uc] - cam[:, 2])
+        counted = on & interiors[j][vc, uc] & (np.abs(facing) < EDGE_ON) & np.isfinite(inside)
         deepest = np.maximum(deepest, np.where(counted, inside, 0.0))
     return np.clip(2.0 - deepest / DOUBT_DEPTH, 0.0, 1.0).astype(np.float32)
 
@@ -217,11 +222,7 @@ def _into_photo(
     blended = (surface.weights @ bones).reshape(-1, 4, 4)
     posed = np.einsum("nrc,nc->nr", blended[:, :3, :3], surface.vertices) + blended[:, :3, 3]
     cam = posed @ camera.rotation.T + camera.translation
-    z = np.maximum(cam[:, 2], 1e-4)
-    u = np.round(camera.fx * cam[:, 0] / z + camera.cx).astype(np.int64)
-    v = np.round(camera.fy * cam[:, 1] / z + camera.cy).astype(np.int64)
-    on = (u >= 0) & (u < camera.width) & (v >= 0) & (v < camera.height)
-    return cam, blended[:, :3, :3], u, v, on
+    return cam, blended[:, :3, :3], *pixels_of(cam, camera)
 
 
 def _trust_map(surface: CanonicalSurface, trust: np.ndarray, view: PhotoView) -> np.ndarray:

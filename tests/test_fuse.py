@@ -13,7 +13,12 @@ from photo_avatar.core import fuse as fuse_module
 from photo_avatar.core.avatar import BodyFit, DepthMaps, Perception, Photo, Settings
 from photo_avatar.core.body_prior import body_prior_depth
 from photo_avatar.core.camera import Camera
-from photo_avatar.core.canonicalise import CanonicalSurface, canonical_surface, posed_surface
+from photo_avatar.core.canonicalise import (
+    CanonicalSurface,
+    _compact,
+    canonical_surface,
+    posed_surface,
+)
 from photo_avatar.core.carve import PhotoView
 from photo_avatar.core.fuse import FusedMesh, coarser, fuse, surface_from_volume
 from photo_avatar.core.metrics import surface_scores
@@ -158,12 +163,7 @@ def _photo_of_ball(yaw: float, pushed_in: float = 0.0) -> tuple[CanonicalSurface
     weights = np.zeros((SIDE, SIDE, 2), np.float32)
     weights[..., 0] = 1.0
     depth = DepthMaps(camera, front, back.astype(np.float32), mask, weights, weights)
-    vertices, faces, vertex_weights, confidence = posed_surface(depth)
-    used = np.unique(faces)
-    remap = np.full(len(vertices), -1)
-    remap[used] = np.arange(len(used))
-    surface = CanonicalSurface(vertices[used], remap[faces], vertex_weights[used],
-                               confidence[used])  # fmt: skip
+    surface = _compact(*posed_surface(depth))  # at rest: the posed surface is canonical
     return surface, PhotoView(depth, np.repeat(np.eye(4, dtype=np.float32)[None], 2, 0))
 
 
@@ -183,7 +183,7 @@ def test_a_side_photos_surface_that_the_front_photo_shows_as_solid_is_not_believ
         return float(np.percentile(np.linalg.norm(result.vertices[equator], axis=1), 2))
 
     cross_checked = least_radius()
-    monkeypatch.setattr(fuse_module, "_trust", lambda s, i, v: np.ones(len(s.vertices)))
+    monkeypatch.setattr(fuse_module, "_trust", lambda s, *_: np.ones(len(s.vertices)))
     believed = least_radius()
     assert cross_checked > 0.27, cross_checked
     assert believed < 0.26, believed  # the case is one that needs the cross-check
