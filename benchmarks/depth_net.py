@@ -16,6 +16,9 @@ the skinning error, per pixel the sum over bones of |weights - true weights| (0 
 disjoint), of the prior's weights and of the network's decoded latents (the prior's again
 when the shipped model predicts none; the pipeline decodes them only when
 `depth_runtime.SKINNING` is on).
+With the error head (`spread`): the net's error of the pixels whose expected error is in the
+lowest and in the highest fifth of the sample's, both layers ("doubt" in the log;
+`spread_low_cm`, `spread_high_cm`: what fusion's weighting by the expected error rests on).
 Averages over samples, split by garment (skirt and dress together). `ms_per_photo`:
 refine_depth on a 512-px working crop (the default `work_side`), depth only and with decoded
 skinning.
@@ -108,6 +111,13 @@ def evaluate(
                 _skin_error(maps.weights_front, sample.weights_front, where)
                 + _skin_error(maps.weights_back, sample.weights_back, where)
             )
+        if refined.spread_front is not None and refined.spread_back is not None:
+            error = np.abs(np.concatenate([refined.front[where] - sample.front[where],
+                                           refined.back[where] - sample.back[where]]))  # fmt: skip
+            spread = np.concatenate([refined.spread_front[where], refined.spread_back[where]])
+            low, high = np.quantile(spread, [0.2, 0.8])
+            row["spread_low"] = 100 * float(error[spread <= low].mean())
+            row["spread_high"] = 100 * float(error[spread >= high].mean())
         rows.setdefault(sample.garment, []).append(row)
     return rows
 
@@ -160,12 +170,17 @@ def depth_figures(
             (mean["net_front"] + mean["net_back"]) / prior,
             (mean["raw_front"] + mean["raw_back"]) / prior, mean["prior_lbs"], mean["net_lbs"],
         )  # fmt: skip
+        if "spread_low" in mean:
+            log.info(
+                "%-11s doubt: net error %.2f cm where the head expects least (fifth), %.2f cm "
+                "where most", split, mean["spread_low"], mean["spread_high"],
+            )  # fmt: skip
     prior = float(np.mean([0.5 * (r["prior_front"] + r["prior_back"]) for r in everyone]))
     net = float(np.mean([0.5 * (r["net_front"] + r["net_back"]) for r in everyone]))
     raw = float(np.mean([0.5 * (r["raw_front"] + r["raw_back"]) for r in everyone]))
     depth_ms, skin_ms = ms_per_photo(samples[0])
     log.info("ms per 512-px photo: depth %.0f, with decoded skinning %.0f", depth_ms, skin_ms)
-    return {
+    figures = {
         "prior_cm": prior,
         "net_cm": net,
         "depth_err_ratio": net / prior,
@@ -174,6 +189,10 @@ def depth_figures(
         "lbs_err": float(np.mean([r["net_lbs"] for r in everyone])),
         "ms_per_photo": depth_ms,
     }
+    if "spread_low" in everyone[0]:
+        for key in ("spread_low", "spread_high"):
+            figures[f"{key}_cm"] = float(np.mean([r[key] for r in everyone]))
+    return figures
 
 
 def main() -> None:

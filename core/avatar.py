@@ -151,7 +151,9 @@ class DepthMaps:
 
     front, back: (H, W) float32 camera z in metres (inf outside the mask); mask: (H, W) bool;
     weights_front, weights_back: (H, W, J) float32 skinning weights per pixel (sum to one
-    inside the mask); color_back: (H, W, 3) uint8 predicted colour of the unseen side, or None.
+    inside the mask); color_back: (H, W, 3) uint8 predicted colour of the unseen side, or None;
+    spread_front, spread_back: (H, W) float32 metres, how far off the depth network expects
+    each depth to be (None: unknown, as for the body prior alone).
     """
 
     camera: Camera
@@ -161,6 +163,8 @@ class DepthMaps:
     weights_front: np.ndarray
     weights_back: np.ndarray
     color_back: np.ndarray | None = None
+    spread_front: np.ndarray | None = None
+    spread_back: np.ndarray | None = None
 
 
 @dataclass

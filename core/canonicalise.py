@@ -32,6 +32,10 @@ TEAR_STRETCH = 3.0
 TEAR_STRETCH_MIN = 0.02
 BACK_CONFIDENCE = 0.35
 """The back depth is a guess, never seen: its points weigh this much of a front point's."""
+SPREAD_REFERENCE = 0.01
+"""Metres: a depth the network expects to be further off than this loses confidence in
+proportion (its fusion weight, the confidence squared, as one over the expected error
+squared)."""
 
 
 @dataclass(frozen=True)
@@ -138,6 +142,9 @@ def posed_surface(
     rays /= np.linalg.norm(rays, axis=1, keepdims=True)
     confidence = np.abs((normals * rays).sum(1))
     confidence[count:] *= BACK_CONFIDENCE
+    if depth.spread_front is not None and depth.spread_back is not None:
+        spread = np.concatenate([depth.spread_front[v, u], depth.spread_back[v, u]])
+        confidence *= np.minimum(1.0, SPREAD_REFERENCE / np.maximum(spread, 1e-6))
     return vertices, faces, weights.astype(np.float32), confidence.astype(np.float32)
 
 

@@ -5,7 +5,9 @@ did not fit the CPU budget). Input: the working crop resized to `SIDE` pixels �
 person mask and the body prior's front and back depth, as depth relative to a reference
 (the median of the prior's mid-depth) over `DEPTH_SCALE`. Output: a correction of the
 prior's mid-depth and half-thickness, so front ≤ back holds by construction, and the front
-and back LBS latents (sigmoid, the autoencoder's [0, 1] range).
+and back LBS latents (sigmoid, the autoencoder's [0, 1] range). A small second head, trained
+after the rest on people the rest never saw, predicts how far off each depth is likely to be
+(`spread`), so that fusion can believe a photo where the network knows it is good.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ CHANNELS = (24, 48, 96, 128)
 """Feature channels per level, at SIDE / 2 down to the bottleneck at SIDE / 16."""
 INPUTS = 6
 """RGB, mask, prior front, prior back."""
+MIN_SPREAD = 0.002 / DEPTH_SCALE
+"""Normalised: the predicted error never falls below 2 mm."""
 
 
 def _block(cin: int, cout: int) -> nn.Sequential:
@@ -42,16 +46,27 @@ def _block(cin: int, cout: int) -> nn.Sequential:
 
 
 class DepthNet(nn.Module):
-    """(B, 6, S, S) normalised inputs (`network_inputs`) -> (B, 2 + 2L, S, S): normalised
-    front and back depth (front ≤ back), then the front and back latents (L each, in [0, 1];
-    none when `latent_size` is 0, a depth-only model)."""
+    """(B, 6, S, S) normalised inputs (`network_inputs`) -> (B, 2 + 2L (+ 2), S, S):
+    normalised front and back depth (front ≤ back), then the front and back latents (L each,
+    in [0, 1]; none when `latent_size` is 0, a depth-only model), then, with `spread`, the
+    expected absolute error of the front and back depth (normalised, the scale of a Laplace
+    distribution)."""
 
     def __init__(
-        self, latent_size: int = 4, channels: tuple[int, ...] = CHANNELS, stem: int = STEM
+        self,
+        latent_size: int = 4,
+        channels: tuple[int, ...] = CHANNELS,
+        stem: int = STEM,
+        spread: bool = False,
     ) -> None:
         super().__init__()
         self.latent_size = latent_size
-        self.config = {"latent_size": latent_size, "channels": tuple(channels), "stem": stem}
+        self.config = {
+            "latent_size": latent_size,
+            "channels": tuple(channels),
+            "stem": stem,
+            "spread": spread,
+        }
         """What `DepthNet(**config)` needs to rebuild this model (kept with its weights)."""
         self.stem = nn.Sequential(
             nn.Conv2d(INPUTS, stem, 3, padding=1, bias=False),
@@ -71,6 +86,16 @@ class DepthNet(nn.Module):
         # Start as the identity on depth: the prior is a good first answer.
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
+        # Reads the last features and the size of the correction made from them.
+        self.spread = (
+            nn.Sequential(
+                nn.Conv2d(stem + 2, stem, 3, padding=1),
+                nn.ReLU(inplace=True),
+                nn.Conv2d(stem, 2, 1),
+            )
+            if spread
+            else None
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         stem = self.stem(x)
@@ -81,14 +106,19 @@ class DepthNet(nn.Module):
             skips.append(h)
         for i in reversed(range(len(self.up))):
             h = self.up[i](torch.cat([_upsample(h), skips[i]], 1))
-        out = self.head(self.top(torch.cat([_upsample(h), stem], 1)))
+        features = self.top(torch.cat([_upsample(h), stem], 1))
+        out = self.head(features)
         prior_front, prior_back = x[:, 4:5], x[:, 5:6]
         mid = 0.5 * (prior_front + prior_back) + out[:, 0:1]
         half = F.relu(0.5 * (prior_back - prior_front) + out[:, 1:2] - MIN_HALF_THICKNESS)
         half = half + MIN_HALF_THICKNESS
-        if self.latent_size == 0:
-            return torch.cat([mid - half, mid + half], 1)
-        return torch.cat([mid - half, mid + half, torch.sigmoid(out[:, 2:])], 1)
+        parts = [mid - half, mid + half]
+        if self.latent_size:
+            parts.append(torch.sigmoid(out[:, 2:]))
+        if self.spread is not None:
+            scale = self.spread(torch.cat([features, out[:, :2].abs()], 1))
+            parts.append(F.softplus(scale) + MIN_SPREAD)
+        return torch.cat(parts, 1)
 
 
 def _upsample(x: torch.Tensor) -> torch.Tensor:

@@ -67,10 +67,16 @@ def refine_depth(
         return prior
     x, _ = network_inputs(photo.image, perception.mask, prior.front, prior.back)
     session = cached_session(Path(path).resolve(), device)
-    out = session.run(None, {session.get_inputs()[0].name: x[None]})[0][0]
+    results = session.run(None, {session.get_inputs()[0].name: x[None]})
+    out = results[0][0]
     height, width = prior.mask.shape
     small = cv2.resize(inside.astype(np.float32), (SIDE, SIDE), interpolation=cv2.INTER_AREA) > 0.5
     correction = _upsample(out[:2] - x[4:6], small, (height, width)) * DEPTH_SCALE
+    spreads = (
+        _upsample(results[1][0], small, (height, width)) * DEPTH_SCALE
+        if len(results) > 1
+        else (None, None)
+    )
     if rim > 0:
         # The truth's rims are steep (the surface turns away); meshed, a steep rim reads as an
         # occlusion edge and is cut off, so the correction fades out towards the outline.
@@ -92,7 +98,10 @@ def refine_depth(
         back = np.maximum(back, prior_back + overall - contain)
     front = np.where(inside, front, np.inf).astype(np.float32)
     back = np.where(inside, back, np.inf).astype(np.float32)
-    refined = replace(prior, front=front, back=back, mask=inside)
+    refined = replace(
+        prior, front=front, back=back, mask=inside,
+        spread_front=spreads[0], spread_back=spreads[1],
+    )  # fmt: skip
     if not skinning or out.shape[0] == 2:  # a depth-only model has no latents
         return refined
     codec = LbsCodec(rig, device=device)

@@ -2,6 +2,12 @@
 
     python -m photo_avatar.models.train_depth_net --data DIR --checkpoints DIR --steps 900
     python -m photo_avatar.models.train_depth_net --data DIR --checkpoints DIR --export
+    python -m photo_avatar.models.train_depth_net --data NEW --checkpoints DIR2 --spread
+    python -m photo_avatar.models.train_depth_net --checkpoints DIR2 --export
+
+`--spread` trains the error head alone on top of the shipped weights (`TORCH_PATH`), frozen:
+on people the depth head never saw (`NEW`, other seeds), so that it learns the error the
+network makes on new people, not the smaller one it makes on its training set.
 
 Seeded and resumable: every batch is drawn from (seed, step), and `last.pt` in the checkpoint
 folder (written every `--every-minutes`) holds the model, the optimiser and the step, so a
@@ -93,6 +99,84 @@ def losses(model: DepthNet, batch: dict[str, torch.Tensor]) -> tuple[torch.Tenso
     count = valid.sum().clamp(min=1)
     latent = ((out[:, 2:] - batch["latents"]).abs() * valid).sum() / (out.shape[1] - 2) / count
     return depth, latent
+
+
+def spread_loss(model: DepthNet, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Negative log-likelihood of the depth errors under the predicted Laplace scales (up to
+    a constant), over the valid pixels: the head learns the expected absolute error."""
+    out = model(batch["inputs"])
+    error = (out[:, :2] - batch["depth"]).abs().detach()
+    scale = out[:, -2:]
+    valid = batch["valid"].float()
+    nll = (error / scale + scale.log()) * valid
+    return nll.sum() / (2 * valid.sum().clamp(min=1))
+
+
+@torch.no_grad()
+def validate_spread(model: DepthNet, tensors: dict[str, torch.Tensor]) -> tuple[float, ...]:
+    """Mean depth error (cm) of the pixels whose predicted error is in the lowest and the
+    highest fifth, the mean predicted error (cm) and the loss: the head is useful when the
+    first two differ and the third is near the true mean."""
+    model.eval()
+    out = torch.cat(
+        [model(tensors["inputs"][i : i + 32]) for i in range(0, len(tensors["inputs"]), 32)]
+    )
+    valid = tensors["valid"].expand(-1, 2, -1, -1)
+    error = (out[:, :2] - tensors["depth"]).abs()[valid]
+    scale = out[:, -2:][valid]
+    low, high = scale.quantile(torch.tensor([0.2, 0.8]))
+    cm = 100 * DEPTH_SCALE
+    nll = (error / scale + scale.log()).mean().item()
+    return (
+        error[scale <= low].mean().item() * cm,
+        error[scale >= high].mean().item() * cm,
+        scale.mean().item() * cm,
+        error.mean().item() * cm,
+        nll,
+    )
+
+
+def train_spread(args: argparse.Namespace) -> None:
+    """Train only the error head of the shipped network (see the module's docstring)."""
+    torch.manual_seed(args.seed)
+    tensors = prepare(load_shards(args.data))
+    n = len(tensors["inputs"])
+    held = max(1, n // args.views // 10) * args.views
+    train_index, val = np.arange(n - held), _subset(tensors, np.arange(n - held, n))
+    shipped = torch.load(TORCH_PATH, weights_only=True)
+    model = DepthNet(**{**shipped["config"], "spread": True})
+    missing, _ = model.load_state_dict(shipped["model"], strict=False)
+    assert all(name.startswith("spread.") for name in missing), missing
+    for name, parameter in model.named_parameters():
+        parameter.requires_grad = name.startswith("spread.")
+    optimiser = torch.optim.AdamW(model.spread.parameters(), lr=args.lr, weight_decay=1e-4)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(
+        optimiser, max_lr=args.lr, total_steps=args.steps, pct_start=0.05
+    )
+    model.eval()  # the frozen layers keep their batch-norm statistics
+    running = []
+    for step in range(1, args.steps + 1):
+        rng = np.random.default_rng([args.seed, step])
+        batch = _subset(tensors, rng.choice(train_index, args.batch, replace=False))
+        batch["inputs"] = augment(batch["inputs"], rng)
+        loss = spread_loss(model, batch)
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        schedule.step()
+        running.append(loss.item())
+        if step % 50 == 0 or step == args.steps:
+            log.info("step %d: loss %.3f", step, np.mean(running))
+            running.clear()
+        if step % 500 == 0 or step == args.steps:
+            log.info(
+                "val: error %.2f cm where the head expects least, %.2f cm where most; "
+                "expected %.2f cm, true %.2f cm; loss %.3f",
+                *validate_spread(model, val),
+            )
+    args.checkpoints.mkdir(parents=True, exist_ok=True)
+    torch.save({"model": model.state_dict(), "config": model.config, "step": args.steps},
+               args.checkpoints / "last.pt")  # fmt: skip
 
 
 def _subset(tensors: dict[str, torch.Tensor], index: np.ndarray) -> dict[str, torch.Tensor]:
@@ -188,25 +272,39 @@ def train(args: argparse.Namespace) -> None:
 
 
 def export(checkpoints: Path, path: Path = ONNX_PATH) -> None:
-    """Write the model of `checkpoints/last.pt` to ONNX (batch axis dynamic) and its
-    weights to `TORCH_PATH`."""
+    """Write the model of `checkpoints/last.pt` to ONNX (batch axis dynamic; with an error
+    head, its two channels as a second output, "spread") and its weights to `TORCH_PATH`."""
     state = torch.load(checkpoints / "last.pt", weights_only=True)
     model = DepthNet(**state["config"])
     model.load_state_dict(state["model"])
     model.eval()
     torch.save({"model": state["model"], "config": state["config"]}, TORCH_PATH)
     example = torch.zeros(1, INPUTS, SIDE, SIDE)
+    names = ["outputs", "spread"] if model.spread is not None else ["outputs"]
     torch.onnx.export(
-        model,
+        _Outputs(model),
         (example,),
         str(path),
         input_names=["inputs"],
-        output_names=["outputs"],
-        dynamic_axes={"inputs": {0: "batch"}, "outputs": {0: "batch"}},
+        output_names=names,
+        dynamic_axes={"inputs": {0: "batch"}, **{name: {0: "batch"} for name in names}},
         opset_version=17,
         dynamo=False,
     )
     log.info("wrote %s (%.1f MB)", path, path.stat().st_size / 1e6)
+
+
+class _Outputs(torch.nn.Module):
+    """The network with its error channels split off as an output of their own, so that
+    readers of the first output see the same channels with or without the head."""
+
+    def __init__(self, model: DepthNet) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        out = self.model(x)
+        return (out[:, :-2], out[:, -2:]) if self.model.spread is not None else (out,)
 
 
 def main() -> None:
@@ -234,12 +332,17 @@ def main() -> None:
         help="learn latents only from people with seeds from here (shards made after the "
         "autoencoder last changed)",
     )
+    parser.add_argument(
+        "--spread", action="store_true", help="train the error head of the shipped network"
+    )
     parser.add_argument("--export", action="store_true", help="only export last.pt to ONNX")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(args.threads)
     if args.export:
         export(args.checkpoints)
+    elif args.spread:
+        train_spread(args)
     else:
         train(args)
 

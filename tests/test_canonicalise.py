@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pytest
@@ -13,7 +13,12 @@ from scipy import ndimage
 from photo_avatar.core.avatar import BodyFit, DepthMaps, Perception, Photo
 from photo_avatar.core.body_prior import body_prior_depth
 from photo_avatar.core.camera import Camera
-from photo_avatar.core.canonicalise import BACK_CONFIDENCE, canonical_surface, posed_surface
+from photo_avatar.core.canonicalise import (
+    BACK_CONFIDENCE,
+    SPREAD_REFERENCE,
+    canonical_surface,
+    posed_surface,
+)
 from photo_avatar.core.metrics import surface_scores
 from photo_avatar.core.raster import render_depth
 
@@ -122,6 +127,21 @@ def test_continuous_depth_meshes_into_a_closed_outward_surface():
     assert confidence[centre] > 0.95
     back = vertices[:, 1] > 0.2
     assert confidence[back].max() <= BACK_CONFIDENCE + 1e-6
+
+
+def test_depth_the_network_doubts_weighs_less():
+    """Where the depth network expects its depth to be 4 cm off, the points keep a quarter
+    of the confidence (a sixteenth of the fusion weight); where it expects no more than the
+    reference, all of it."""
+    sure = _sphere_depth()
+    spread = np.full(sure.mask.shape, SPREAD_REFERENCE / 2, np.float32)
+    spread[:, 64:] = 4 * SPREAD_REFERENCE
+    doubted = replace(sure, spread_front=spread, spread_back=spread)
+    vertices, _, _, plain = posed_surface(sure)
+    _, _, _, confidence = posed_surface(doubted)
+    right = sure.camera.project(torch.as_tensor(vertices))[:, 0].numpy() > 63.5
+    np.testing.assert_allclose(confidence[~right], plain[~right])
+    np.testing.assert_allclose(confidence[right], plain[right] / 4, rtol=1e-5)
 
 
 def test_depth_discontinuities_are_not_bridged():

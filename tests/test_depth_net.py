@@ -123,9 +123,23 @@ def test_onnx_and_torch_agree(crop) -> None:
     with torch.no_grad():
         expected = model(torch.as_tensor(x[None])).numpy()
     session = cached_session(ONNX_PATH.resolve(), "cpu")
-    got = session.run(None, {session.get_inputs()[0].name: x[None]})[0]
-    assert got.shape == expected.shape == (1, 2 + 2 * model.latent_size, 128, 128)
-    np.testing.assert_allclose(got, expected, atol=2e-4)
+    depth, spread = session.run(None, {session.get_inputs()[0].name: x[None]})
+    assert depth.shape == (1, 2 + 2 * model.latent_size, 128, 128)
+    assert spread.shape == (1, 2, 128, 128)
+    np.testing.assert_allclose(np.concatenate([depth, spread], 1), expected, atol=2e-4)
+
+
+def test_the_expected_error_is_larger_where_the_depth_is_worse(crop) -> None:
+    """The error head earns its place: the depth is further off where it says so."""
+    photo, perception, prior, shot = crop
+    refined = refine_depth(photo, perception, prior, device="cpu")
+    both = refined.mask & shot.mask & np.isfinite(shot.front) & np.isfinite(shot.back)
+    for depth, truth, spread in ((refined.front, shot.front, refined.spread_front),
+                                 (refined.back, shot.back, refined.spread_back)):  # fmt: skip
+        error, expected = np.abs(depth[both] - truth[both]), spread[both]
+        low, high = np.quantile(expected, [0.2, 0.8])
+        assert error[expected >= high].mean() > 1.5 * error[expected <= low].mean()
+        assert (expected > 0).all()
 
 
 def test_front_is_never_behind_back_whatever_the_weights() -> None:
