@@ -41,6 +41,7 @@ import torch
 
 from photo_avatar.core.avatar import DepthMaps, Perception, Photo
 from photo_avatar.models.depth_data import HELD_OUT_SEED, DepthSample, person_samples
+from photo_avatar.models.depth_net import error_by_doubt
 from photo_avatar.models.depth_runtime import ONNX_PATH, refine_depth
 
 SPLITS = {"tight": ("tight",), "loose_top": ("loose_top",), "skirt_dress": ("skirt", "dress"),
@@ -115,9 +116,8 @@ def evaluate(
             error = np.abs(np.concatenate([refined.front[where] - sample.front[where],
                                            refined.back[where] - sample.back[where]]))  # fmt: skip
             spread = np.concatenate([refined.spread_front[where], refined.spread_back[where]])
-            low, high = np.quantile(spread, [0.2, 0.8])
-            row["spread_low"] = 100 * float(error[spread <= low].mean())
-            row["spread_high"] = 100 * float(error[spread >= high].mean())
+            least, most = error_by_doubt(error, spread)
+            row["spread_low"], row["spread_high"] = 100 * least, 100 * most
         rows.setdefault(sample.garment, []).append(row)
     return rows
 

@@ -121,6 +121,13 @@ class DepthNet(nn.Module):
         return torch.cat(parts, 1)
 
 
+def error_by_doubt(error: np.ndarray, expected: np.ndarray) -> tuple[float, float]:
+    """Mean `error` of the fifth of the pixels with the least `expected` error and of the
+    fifth with the most: how well the error head ranks where the depth can be believed."""
+    low, high = np.quantile(expected, [0.2, 0.8])
+    return float(error[expected <= low].mean()), float(error[expected >= high].mean())
+
+
 def _upsample(x: torch.Tensor) -> torch.Tensor:
     return F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
 

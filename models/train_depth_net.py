@@ -26,7 +26,16 @@ import numpy as np
 import torch
 
 from .depth_data import load_shards
-from .depth_net import CHANNELS, DEPTH_SCALE, INPUTS, SIDE, STEM, DepthNet, network_inputs
+from .depth_net import (
+    CHANNELS,
+    DEPTH_SCALE,
+    INPUTS,
+    SIDE,
+    STEM,
+    DepthNet,
+    error_by_doubt,
+    network_inputs,
+)
 
 log = logging.getLogger(__name__)
 
@@ -124,12 +133,12 @@ def validate_spread(model: DepthNet, tensors: dict[str, torch.Tensor]) -> tuple[
     valid = tensors["valid"].expand(-1, 2, -1, -1)
     error = (out[:, :2] - tensors["depth"]).abs()[valid]
     scale = out[:, -2:][valid]
-    low, high = scale.quantile(torch.tensor([0.2, 0.8]))
     cm = 100 * DEPTH_SCALE
     nll = (error / scale + scale.log()).mean().item()
+    least, most = error_by_doubt(error.numpy(), scale.numpy())
     return (
-        error[scale <= low].mean().item() * cm,
-        error[scale >= high].mean().item() * cm,
+        least * cm,
+        most * cm,
         scale.mean().item() * cm,
         error.mean().item() * cm,
         nll,

@@ -12,7 +12,12 @@ from photo_avatar.core.avatar import BodyFit, DepthMaps, Perception, Photo
 from photo_avatar.core.body_model import load_body_model
 from photo_avatar.core.body_prior import body_prior_depth
 from photo_avatar.models.depth_data import crop_camera
-from photo_avatar.models.depth_net import MIN_HALF_THICKNESS, DepthNet, network_inputs
+from photo_avatar.models.depth_net import (
+    MIN_HALF_THICKNESS,
+    DepthNet,
+    error_by_doubt,
+    network_inputs,
+)
 from photo_avatar.models.depth_runtime import ONNX_PATH, TORCH_PATH, refine_depth
 from photo_avatar.models.runtime import cached_session
 
@@ -137,10 +142,9 @@ def test_the_expected_error_is_larger_where_the_depth_is_worse(crop) -> None:
     both = refined.mask & shot.mask & np.isfinite(shot.front) & np.isfinite(shot.back)
     for depth, truth, spread in ((refined.front, shot.front, refined.spread_front),
                                  (refined.back, shot.back, refined.spread_back)):  # fmt: skip
-        error, expected = np.abs(depth[both] - truth[both]), spread[both]
-        low, high = np.quantile(expected, [0.2, 0.8])
-        assert error[expected >= high].mean() > 2 * error[expected <= low].mean()
-        assert (expected > 0).all()
+        least, most = error_by_doubt(np.abs(depth[both] - truth[both]), spread[both])
+        assert most > 2 * least
+        assert (spread[both] > 0).all()
 
 
 def test_front_is_never_behind_back_whatever_the_weights() -> None:
