@@ -2,8 +2,9 @@
 correct it until it agrees with all of them.
 
 Unknowns: one offset per canonical vertex (shared by all photos) and, per photo, a small
-shift of the person in the camera and, with one or two photos, a small rotation correction
-of every bone (`CORRECT_POSES_UP_TO`). Terms per
+shift of the person in the camera and a small rotation correction: of every bone with one or
+two photos (`CORRECT_POSES_UP_TO`), of the root alone (the person's turn in the camera) from
+five on (`TURN_ROOT_FROM`). Terms per
 photo, projection-based (the body fit's robust silhouette costs, and visibility from our
 rasteriser refreshed every few steps, so a step costs tens of milliseconds on the CPU):
 vertices outside the mask, mask the mesh does not reach, and the depth of the vertices the
@@ -16,8 +17,9 @@ adjacent faces, and the pose corrections held near zero.
 Why this helps several photos: each photo keeps a pose of its own (the fit only pulls the
 photos' joints towards agreement), and a few degrees off in one photo blur the fused
 surface; with two photos the corrections let both agree on one canonical shape, from three
-the fit has seen every joint from several sides and is kept, and the silhouettes of all
-photos carve the shape like a visual hull.
+the fit has seen every joint from several sides and is kept (from five, but for how the
+whole person turns in each camera), and the silhouettes of all photos carve the shape like
+a visual hull.
 
 Runs on CUDA when torch has it (`Settings.device`), else on the CPU, where 80 steps for 20k
 triangles cost about 4.5 s with one photo and 7 s with four (benchmarks/presets.py). The CPU
@@ -95,6 +97,13 @@ joint from several sides (its agreement term pulls the photos' poses together) a
 corrections turn limbs to fit each photo's depth and outline errors instead: held at the
 fit, 10 people from 4 photos lower Chamfer for 8 (a loose top 1.80 -> 1.63 cm), 4 people
 from 8 photos for 3 (1.49 -> 1.36); single runs of benchmarks/fusion.py's people."""
+TURN_ROOT_FROM = 5
+"""Photos from which each photo's root is turned (how the whole person turns in its camera).
+The fit's cameras are 3-7 degrees off each other's turn at four photos; with the true
+relative turns, 4 photos fell 0.99 -> 0.85 cm (a skirt) and 0.92 -> 0.74 (a dress). Photos
+45 degrees apart overlap enough to set the turn: 8 photos lower for 6 of 6 people (a loose
+top 1.43 -> 1.18, a skirt 0.87 -> 0.72); 90 degrees apart too little: 4 photos lower for 7
+of 10, but the loose top 1.56 -> 1.82 (benchmarks/fusion.py, 2026-12-05)."""
 LEARNING_RATES = {"offsets": 1.5e-3, "pose": 4e-3, "shift": 1e-3}
 
 
@@ -149,8 +158,11 @@ def refine(
               for i, (p, d) in enumerate(zip(perceptions, depths, strict=True))]  # fmt: skip
 
     raw = torch.zeros_like(vertices, requires_grad=True)
-    turns = torch.zeros(count, len(body.parents), 3, device=device,
-                        requires_grad=count <= CORRECT_POSES_UP_TO)  # fmt: skip
+    turns = torch.zeros(count, len(body.parents), 3, device=device, requires_grad=True)
+    free = torch.ones(len(body.parents), 1, device=device)
+    if count > CORRECT_POSES_UP_TO:
+        free[1:] = 0.0
+        free[0] = float(count >= TURN_ROOT_FROM)
     shifts = torch.zeros(count, 3, device=device, requires_grad=True)
     optimiser = torch.optim.Adam(
         [
@@ -167,7 +179,7 @@ def refine(
 
     def posed_in_photos(offsets: torch.Tensor) -> torch.Tensor:
         """(N, V, 3) the corrected mesh in every photo's camera space."""
-        corrected = poses @ skinning.axis_angle_to_matrix(turns)
+        corrected = poses @ skinning.axis_angle_to_matrix(turns * free)
         frames = skinning.forward_kinematics(rest_frames.expand(count, -1, -1, -1),
                                              body.parents, corrected)  # fmt: skip
         transforms = skinning.skinning_transforms(frames, canonical_frames.expand_as(frames))
@@ -201,7 +213,7 @@ def refine(
             image
             + WEIGHTS["laplacian"] * smooth
             + WEIGHTS["normals"] * folds
-            + WEIGHTS["pose"] * (turns**2).sum(-1).mean()
+            + WEIGHTS["pose"] * ((turns * free) ** 2).sum(-1).mean()
             + WEIGHTS["shift"] * (shifts**2).sum(-1).mean()
         )
         loss.backward()
@@ -219,7 +231,7 @@ def refine(
     body_canonical = canonical.vertices[0].detach().numpy()
     weights = transfer_weights(moved, fused.faces, body_canonical,
                                body.skin_weights.numpy(), settings.max_influences)  # fmt: skip
-    corrected = (poses @ skinning.axis_angle_to_matrix(turns)).detach().cpu().numpy()
+    corrected = (poses @ skinning.axis_angle_to_matrix(turns * free)).detach().cpu().numpy()
     moves = shifts.detach().cpu().numpy()
     cameras = [
         replace(c, translation=(c.translation + moves[i]).astype(np.float32))

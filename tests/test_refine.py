@@ -119,16 +119,42 @@ def test_refinement_corrects_the_pose_and_the_shape(body, case):
     assert (angle[:, 0] < -0.02).all(), angle  # turned back towards the truth
 
 
-def test_from_three_photos_the_fitted_poses_are_kept_and_the_shape_still_refined(body, case):
+def _more_photos(body, case: Case, count: int, root_error: float) -> tuple[BodyFit, Refined]:
+    """The case's two photos and the first again up to `count`, the last one's fit with the
+    whole person turned by `root_error` radians about that camera's view ray, refined."""
     perceptions, depths = case.inputs
-    fit = replace(case.fit, poses=np.concatenate([case.fit.poses, case.fit.poses[:1]]),
-                  cameras=[*case.fit.cameras, case.fit.cameras[0]])  # fmt: skip
-    fit_rest = body.rest(torch.as_tensor(fit.phenotype))
+    fit_rest = body.rest(torch.as_tensor(case.fit.phenotype))
+    frame = fit_rest.bone_matrices[0, 0, :3, :3].numpy()
+    ray = case.fit.cameras[0].rotation[2] * root_error
+    turn = skinning.axis_angle_to_matrix(torch.as_tensor(frame.T @ ray)[None]).numpy()[0]
+    extra = count - 2
+    poses = np.concatenate([case.fit.poses, np.repeat(case.fit.poses[:1], extra, 0)])
+    poses[-1, 0] = turn @ poses[-1, 0]
+    fit = replace(
+        case.fit, poses=poses, cameras=[*case.fit.cameras, *[case.fit.cameras[0]] * extra]
+    )
     canonical = body.pose(fit_rest, body.rest_pose_rotations(fit_rest, "a"))
-    three = refine(case.fused, body, fit, fit_rest, canonical, [*perceptions, perceptions[0]],
-                   [*depths, depths[0]], replace(SETTINGS, refine_iterations=10))  # fmt: skip
+    refined = refine(case.fused, body, fit, fit_rest, canonical,
+                     [*perceptions, *[perceptions[0]] * extra], [*depths, *[depths[0]] * extra],
+                     SETTINGS)  # fmt: skip
+    return fit, refined
+
+
+def test_from_three_photos_the_fitted_poses_are_kept_and_the_shape_still_refined(body, case):
+    fit, three = _more_photos(body, case, 3, 0.0)
     np.testing.assert_allclose(three.fit.poses, fit.poses, atol=1e-6)
     assert np.linalg.norm(three.mesh.vertices - case.fused.vertices, axis=1).max() > 0.005
+
+
+def test_from_five_photos_a_photo_the_fit_turned_is_turned_back(body, case):
+    fit, five = _more_photos(body, case, refine_module.TURN_ROOT_FROM, 0.1)
+
+    def off(poses: np.ndarray) -> float:
+        turn = torch.as_tensor(poses[-1, 0] @ case.fit.poses[0, 0].T)[None]
+        return float(np.linalg.norm(skinning.matrix_to_axis_angle(turn).numpy()))
+
+    assert off(five.fit.poses) < 0.7 * off(fit.poses), (off(fit.poses), off(five.fit.poses))
+    np.testing.assert_allclose(five.fit.poses[:, 1:], fit.poses[:, 1:], atol=1e-6)
 
 
 def test_refined_weights_are_normalised_and_sparse(case):
