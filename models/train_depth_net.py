@@ -117,15 +117,19 @@ def spread_loss(model: DepthNet, batch: dict[str, torch.Tensor]) -> torch.Tensor
     error = (out[:, :2] - batch["depth"]).abs().detach()
     scale = out[:, -2:]
     valid = batch["valid"].float()
-    nll = (error / scale + scale.log()) * valid
-    return nll.sum() / (2 * valid.sum().clamp(min=1))
+    return (_laplace_nll(error, scale) * valid).sum() / (2 * valid.sum().clamp(min=1))
+
+
+def _laplace_nll(error: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """Per pixel, -log of the Laplace density of `error` with scale `scale`, less log 2."""
+    return error / scale + scale.log()
 
 
 @torch.no_grad()
 def validate_spread(model: DepthNet, tensors: dict[str, torch.Tensor]) -> tuple[float, ...]:
     """Mean depth error (cm) of the pixels whose predicted error is in the lowest and the
-    highest fifth, the mean predicted error (cm) and the loss: the head is useful when the
-    first two differ and the third is near the true mean."""
+    highest fifth, the mean predicted and the mean true error (cm), and the loss: the head
+    is useful when the first two differ and the third is near the fourth."""
     model.eval()
     out = torch.cat(
         [model(tensors["inputs"][i : i + 32]) for i in range(0, len(tensors["inputs"]), 32)]
@@ -134,7 +138,7 @@ def validate_spread(model: DepthNet, tensors: dict[str, torch.Tensor]) -> tuple[
     error = (out[:, :2] - tensors["depth"]).abs()[valid]
     scale = out[:, -2:][valid]
     cm = 100 * DEPTH_SCALE
-    nll = (error / scale + scale.log()).mean().item()
+    nll = _laplace_nll(error, scale).mean().item()
     least, most = error_by_doubt(error.numpy(), scale.numpy())
     return (
         least * cm,
