@@ -144,8 +144,14 @@ def posed_surface(
     confidence[count:] *= BACK_CONFIDENCE
     if depth.spread_front is not None and depth.spread_back is not None:
         spread = np.concatenate([depth.spread_front[v, u], depth.spread_back[v, u]])
-        confidence *= np.minimum(1.0, SPREAD_REFERENCE / np.maximum(spread, 1e-6))
+        confidence *= spread_confidence(spread)
     return vertices, faces, weights.astype(np.float32), confidence.astype(np.float32)
+
+
+def spread_confidence(spread: np.ndarray) -> np.ndarray:
+    """How much of its confidence a depth keeps, given how far off the network expects it
+    to be (metres): all of it up to `SPREAD_REFERENCE`, then in inverse proportion."""
+    return np.minimum(1.0, SPREAD_REFERENCE / np.maximum(spread, 1e-6))
 
 
 def _grid_triangles(ids: np.ndarray) -> np.ndarray:

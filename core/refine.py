@@ -8,7 +8,8 @@ five on (`TURN_ROOT_FROM`). Terms per
 photo, projection-based (the body fit's robust silhouette costs, and visibility from our
 rasteriser refreshed every few steps, so a step costs tens of milliseconds on the CPU):
 vertices outside the mask, mask the mesh does not reach, and the depth of the vertices the
-photo sees against its front depth map. From three photos on (and always at the high preset)
+photo sees against its front depth map (with one or two photos, each depth weighed by how
+far off the network expects it to be). From three photos on (and always at the high preset)
 a soft rasteriser's silhouette is added, compared with the mask pixel by pixel: outlines
 matched to a pixel, for about three times the refinement's time (benchmarks/soft_raster.py).
 Shared: the offsets' Laplacian (smooth corrections, even triangles), normal consistency of
@@ -43,6 +44,7 @@ from . import skinning
 from .avatar import BodyFit, DepthMaps, Perception, Settings
 from .body_model import BodyModel, Posed, Rest
 from .camera import Camera, project_camera_points
+from .canonicalise import spread_confidence
 from .devices import torch_device
 from .fit_losses import (
     REFERENCE_SIDE,
@@ -104,6 +106,14 @@ relative turns, 4 photos fell 0.99 -> 0.85 cm (a skirt) and 0.92 -> 0.74 (a dres
 45 degrees apart overlap enough to set the turn: 8 photos lower for 6 of 6 people (a loose
 top 1.43 -> 1.18, a skirt 0.87 -> 0.72); 90 degrees apart too little: 4 photos lower for 7
 of 10, but the loose top 1.56 -> 1.82 (benchmarks/fusion.py, 2026-12-05)."""
+DOUBT_DEPTH_UP_TO = 2
+"""Photos up to which each depth counts in proportion to how far off the network expects
+it to be (its weight `canonicalise.spread_confidence` squared, as in fusion).
+With one or two photos the depth maps shape everything between the outlines, and the
+network's doubtful depths pulled the surface off: lower Chamfer for 7 of 10 people from
+one photo, 9 of 10 from two (0.97 -> 0.92 cm, a skirt). From three the outlines of the
+other photos hold those parts, and doubting the depth raised 8 of 10 from four photos
+(by 0.01-0.03 cm; benchmarks/fusion.py's people, 2026-12-05)."""
 LEARNING_RATES = {"offsets": 1.5e-3, "pose": 4e-3, "shift": 1e-3}
 
 
@@ -154,7 +164,8 @@ def refine(
     mesh = trimesh.Trimesh(fused.vertices, fused.faces, process=False)
     pairs = torch.as_tensor(np.array(mesh.face_adjacency), dtype=torch.long, device=device)
     soft = draws_soft_silhouette(settings, count)
-    photos = [_PhotoTerms.build(p, d, fit.cameras[i], i, device, soft)
+    doubt = count <= DOUBT_DEPTH_UP_TO
+    photos = [_PhotoTerms.build(p, d, fit.cameras[i], i, device, soft, doubt)
               for i, (p, d) in enumerate(zip(perceptions, depths, strict=True))]  # fmt: skip
 
     raw = torch.zeros_like(vertices, requires_grad=True)
@@ -262,7 +273,8 @@ class _PhotoTerms:
     scale: float
     silhouette: SilhouetteTarget
     front: torch.Tensor
-    """(1, 1, H, W) front depth in metres, 0 where the photo has none."""
+    """(1, 2, H, W) front depth in metres, 0 where the photo has none, and each depth's
+    weight in [0, 1] (see `DOUBT_DEPTH_UP_TO`)."""
     soft_mask: torch.Tensor | None
     """(h, w) the mask at SOFT_RESOLUTION for the soft silhouette term; None: projected terms."""
 
@@ -274,9 +286,13 @@ class _PhotoTerms:
         index: int,
         device: torch.device,
         soft: bool = False,
+        doubt: bool = False,
     ) -> _PhotoTerms:
         scale = REFERENCE_SIDE / max(camera.height, camera.width)
         front = np.where(np.isfinite(depth.front) & depth.mask, depth.front, 0.0)
+        trust = np.ones_like(front)
+        if doubt and depth.spread_front is not None:
+            trust = spread_confidence(depth.spread_front) ** 2
         target = _to_mask_edge(silhouette_target(perception.mask, scale, seed=index))
         return _PhotoTerms(
             torch.as_tensor(camera.rotation, dtype=torch.float32, device=device),
@@ -284,7 +300,7 @@ class _PhotoTerms:
             camera,
             scale,
             replace(target, outside=target.outside.to(device), samples=target.samples.to(device)),
-            torch.as_tensor(front, dtype=torch.float32, device=device)[None, None],
+            torch.as_tensor(np.stack([front, trust]), dtype=torch.float32, device=device)[None],
             _soft_mask(perception.mask, camera, device) if soft else None,
         )
 
@@ -333,11 +349,12 @@ class _PhotoTerms:
         height, width = self.front.shape[-2:]
         size = torch.tensor([width - 1, height - 1], dtype=cam.dtype, device=cam.device)
         grid = (2 * screen[visible, :2] / size - 1)[None, None]
-        target = F.grid_sample(self.front, grid, mode="nearest", align_corners=True)[0, 0, 0]
+        target, trust = F.grid_sample(self.front, grid, mode="nearest", align_corners=True)[0, :, 0]
         known = target > 0
         z = cam[visible, 2][known]
         residual = (z - target[known]) * self.camera.fx * self.scale / z
-        return geman_mcclure(residual**2, DEPTH_SIGMA).mean() if known.any() else 0.0
+        cost = geman_mcclure(residual**2, DEPTH_SIGMA) * trust[known]
+        return cost.mean() if known.any() else 0.0
 
 
 def _soft_mask(mask: np.ndarray, camera: Camera, device: torch.device) -> torch.Tensor:
