@@ -4,9 +4,10 @@ correct it until it agrees with all of them.
 Unknowns: one offset per canonical vertex (shared by all photos) and, per photo, a small
 shift of the person in the camera and a small rotation correction: of every bone with one or
 two photos (`CORRECT_POSES_UP_TO`), of the root alone (the person's turn in the camera) from
-five on (`TURN_ROOT_FROM`). Terms per
-photo, projection-based (the body fit's robust silhouette costs, and visibility from our
-rasteriser refreshed every few steps, so a step costs tens of milliseconds on the CPU):
+four on: about the axes across the view ray with four (`TURN_ROOT_ACROSS_FROM`), about every
+axis from five (`TURN_ROOT_FROM`). Terms per photo,
+projection-based (the body fit's robust silhouette costs, and visibility from our rasteriser
+refreshed every few steps, so a step costs tens of milliseconds on the CPU):
 vertices outside the mask, mask the mesh does not reach, and the depth of the vertices the
 photo sees against its front depth map (with one or two photos, each depth weighed by how
 far off the network expects it to be). From three photos on (and always at the high preset)
@@ -18,7 +19,7 @@ adjacent faces, and the pose corrections held near zero.
 Why this helps several photos: each photo keeps a pose of its own (the fit only pulls the
 photos' joints towards agreement), and a few degrees off in one photo blur the fused
 surface; with two photos the corrections let both agree on one canonical shape, from three
-the fit has seen every joint from several sides and is kept (from five, but for how the
+the fit has seen every joint from several sides and is kept (from four, but for how the
 whole person turns in each camera), and the silhouettes of all photos carve the shape like
 a visual hull.
 
@@ -99,13 +100,19 @@ joint from several sides (its agreement term pulls the photos' poses together) a
 corrections turn limbs to fit each photo's depth and outline errors instead: held at the
 fit, 10 people from 4 photos lower Chamfer for 8 (a loose top 1.80 -> 1.63 cm), 4 people
 from 8 photos for 3 (1.49 -> 1.36); single runs of benchmarks/fusion.py's people."""
+TURN_ROOT_ACROSS_FROM = 4
+"""Photos from which each photo's root is turned (how the whole person turns in its camera)
+about the two axes across its view ray (`_across_view_rays`). The fit's cameras are 3-7
+degrees off each other's turn at four photos; with the true relative turns, 4 photos fell
+0.99 -> 0.85 cm (a skirt) and 0.92 -> 0.74 (a dress). Turned about every axis, the loose
+top's turn followed its flaps' outline (1.56 -> 1.82 from 4 photos); across the ray only, 4
+photos lower for 7 of 10 people (the skirt 1.00 -> 0.91, the loose top 1.57 -> 1.62;
+benchmarks/fusion.py's people, 2026-12-05)."""
 TURN_ROOT_FROM = 5
-"""Photos from which each photo's root is turned (how the whole person turns in its camera).
-The fit's cameras are 3-7 degrees off each other's turn at four photos; with the true
-relative turns, 4 photos fell 0.99 -> 0.85 cm (a skirt) and 0.92 -> 0.74 (a dress). Photos
-45 degrees apart overlap enough to set the turn: 8 photos lower for 6 of 6 people (a loose
-top 1.43 -> 1.18, a skirt 0.87 -> 0.72); 90 degrees apart too little: 4 photos lower for 7
-of 10, but the loose top 1.56 -> 1.82 (benchmarks/fusion.py, 2026-12-05)."""
+"""Photos from which each photo's root is turned about every axis: photos 45 degrees apart
+overlap enough to set the turn about the view ray too. 8 photos lower for 10 of 10 people
+than with the root held (a loose top 1.43 -> 1.18) and for 7 of 7 than turned across the
+ray only (by 0.005-0.04 cm)."""
 DOUBT_DEPTH_UP_TO = 2
 """Photos up to which each depth counts in proportion to how far off the network expects
 it to be (its weight `canonicalise.spread_confidence` squared, as in fusion).
@@ -170,10 +177,20 @@ def refine(
 
     raw = torch.zeros_like(vertices, requires_grad=True)
     turns = torch.zeros(count, len(body.parents), 3, device=device, requires_grad=True)
-    free = torch.ones(len(body.parents), 1, device=device)
+    # Per photo and bone, the projection of a turn onto what may be corrected: everything,
+    # nothing, or (the root, from TURN_ROOT_ACROSS_FROM photos) the turns across the view ray.
+    free = torch.eye(3, device=device).repeat(count, len(body.parents), 1, 1)
     if count > CORRECT_POSES_UP_TO:
-        free[1:] = 0.0
-        free[0] = float(count >= TURN_ROOT_FROM)
+        free[:, 1:] = 0.0
+        if count < TURN_ROOT_ACROSS_FROM:
+            free[:, 0] = 0.0
+        elif count < TURN_ROOT_FROM:
+            free[:, 0] = _across_view_rays(fit, rest).to(device)
+
+    def allowed(turns: torch.Tensor) -> torch.Tensor:
+        """The turns with what is held at the fit projected out."""
+        return (free @ turns[..., None])[..., 0]
+
     shifts = torch.zeros(count, 3, device=device, requires_grad=True)
     optimiser = torch.optim.Adam(
         [
@@ -190,7 +207,7 @@ def refine(
 
     def posed_in_photos(offsets: torch.Tensor) -> torch.Tensor:
         """(N, V, 3) the corrected mesh in every photo's camera space."""
-        corrected = poses @ skinning.axis_angle_to_matrix(turns * free)
+        corrected = poses @ skinning.axis_angle_to_matrix(allowed(turns))
         frames = skinning.forward_kinematics(rest_frames.expand(count, -1, -1, -1),
                                              body.parents, corrected)  # fmt: skip
         transforms = skinning.skinning_transforms(frames, canonical_frames.expand_as(frames))
@@ -224,7 +241,7 @@ def refine(
             image
             + WEIGHTS["laplacian"] * smooth
             + WEIGHTS["normals"] * folds
-            + WEIGHTS["pose"] * ((turns * free) ** 2).sum(-1).mean()
+            + WEIGHTS["pose"] * (allowed(turns) ** 2).sum(-1).mean()
             + WEIGHTS["shift"] * (shifts**2).sum(-1).mean()
         )
         loss.backward()
@@ -242,7 +259,7 @@ def refine(
     body_canonical = canonical.vertices[0].detach().numpy()
     weights = transfer_weights(moved, fused.faces, body_canonical,
                                body.skin_weights.numpy(), settings.max_influences)  # fmt: skip
-    corrected = (poses @ skinning.axis_angle_to_matrix(turns * free)).detach().cpu().numpy()
+    corrected = (poses @ skinning.axis_angle_to_matrix(allowed(turns))).detach().cpu().numpy()
     moves = shifts.detach().cpu().numpy()
     cameras = [
         replace(c, translation=(c.translation + moves[i]).astype(np.float32))
@@ -261,6 +278,18 @@ def draws_soft_silhouette(settings: Settings, photos: int) -> bool:
     if settings.soft_silhouette is None:
         return photos >= SOFT_FROM_PHOTOS
     return settings.soft_silhouette
+
+
+def _across_view_rays(fit: BodyFit, rest: Rest) -> torch.Tensor:
+    """(N, 3, 3) per photo, the projection of a root turn (axis-angle in the root's frame as
+    fitted) onto the plane across that photo's view ray. A turn about the ray would move the
+    photo's outline, which the fit matched; a turn across it barely moves the outline and is
+    what the depth can tell."""
+    frame = rest.bone_matrices[0, 0, :3, :3].detach().cpu().numpy()
+    rays = np.stack([np.asarray(pose[0]).T @ frame.T @ np.asarray(camera.rotation)[2]
+                     for pose, camera in zip(fit.poses, fit.cameras, strict=True)])  # fmt: skip
+    rays /= np.linalg.norm(rays, axis=1, keepdims=True)
+    return torch.as_tensor(np.eye(3) - rays[:, :, None] * rays[:, None, :], dtype=torch.float32)
 
 
 @dataclass

@@ -121,12 +121,13 @@ def test_refinement_corrects_the_pose_and_the_shape(body, case):
 
 def _more_photos(body, case: Case, count: int, root_error: float) -> tuple[BodyFit, Refined]:
     """The case's two photos and the first again up to `count`, the last one's fit with the
-    whole person turned by `root_error` radians about that camera's view ray, refined."""
+    whole person turned by `root_error` radians about the vertical (across that camera's
+    view ray, which the outline hardly shows), refined."""
     perceptions, depths = case.inputs
     fit_rest = body.rest(torch.as_tensor(case.fit.phenotype))
     frame = fit_rest.bone_matrices[0, 0, :3, :3].numpy()
-    ray = case.fit.cameras[0].rotation[2] * root_error
-    turn = skinning.axis_angle_to_matrix(torch.as_tensor(frame.T @ ray)[None]).numpy()[0]
+    up = case.fit.cameras[0].rotation[1] * root_error
+    turn = skinning.axis_angle_to_matrix(torch.as_tensor(frame.T @ up)[None]).numpy()[0]
     extra = count - 2
     poses = np.concatenate([case.fit.poses, np.repeat(case.fit.poses[:1], extra, 0)])
     poses[-1, 0] = turn @ poses[-1, 0]
@@ -146,15 +147,16 @@ def test_from_three_photos_the_fitted_poses_are_kept_and_the_shape_still_refined
     assert np.linalg.norm(three.mesh.vertices - case.fused.vertices, axis=1).max() > 0.005
 
 
-def test_from_five_photos_a_photo_the_fit_turned_is_turned_back(body, case):
-    fit, five = _more_photos(body, case, refine_module.TURN_ROOT_FROM, 0.1)
+def test_from_four_photos_a_photo_the_fit_turned_is_turned_back(body, case):
+    fit, four = _more_photos(body, case, refine_module.TURN_ROOT_ACROSS_FROM, 0.1)
 
     def off(poses: np.ndarray) -> float:
         turn = torch.as_tensor(poses[-1, 0] @ case.fit.poses[0, 0].T)[None]
         return float(np.linalg.norm(skinning.matrix_to_axis_angle(turn).numpy()))
 
-    assert off(five.fit.poses) < 0.7 * off(fit.poses), (off(fit.poses), off(five.fit.poses))
-    np.testing.assert_allclose(five.fit.poses[:, 1:], fit.poses[:, 1:], atol=1e-6)
+    # 0.1 -> 0.015 rad; held, it stays at 0.1.
+    assert off(four.fit.poses) < 0.4 * off(fit.poses), (off(fit.poses), off(four.fit.poses))
+    np.testing.assert_allclose(four.fit.poses[:, 1:], fit.poses[:, 1:], atol=1e-6)
 
 
 def test_with_two_photos_a_depth_the_network_doubts_pulls_the_surface_less(body, case):
