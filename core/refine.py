@@ -106,7 +106,7 @@ about the two axes across its view ray (`_across_view_rays`). The fit's cameras 
 degrees off each other's turn at four photos; with the true relative turns, 4 photos fell
 0.99 -> 0.85 cm (a skirt) and 0.92 -> 0.74 (a dress). Turned about every axis, the loose
 top's turn followed its flaps' outline (1.56 -> 1.82 from 4 photos); across the ray only, 4
-photos lower for 7 of 10 people (the skirt 1.00 -> 0.91, the loose top 1.57 -> 1.62;
+photos lower for 7 of 10 people (the skirt 1.00 -> 0.92, the loose top 1.57 -> 1.62;
 benchmarks/fusion.py's people, 2026-12-05)."""
 TURN_ROOT_FROM = 5
 """Photos from which each photo's root is turned about every axis: photos 45 degrees apart

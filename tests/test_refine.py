@@ -119,15 +119,17 @@ def test_refinement_corrects_the_pose_and_the_shape(body, case):
     assert (angle[:, 0] < -0.02).all(), angle  # turned back towards the truth
 
 
-def _more_photos(body, case: Case, count: int, root_error: float) -> tuple[BodyFit, Refined]:
+def _more_photos(
+    body, case: Case, count: int, root_error: float, axis: int = 1
+) -> tuple[BodyFit, Refined]:
     """The case's two photos and the first again up to `count`, the last one's fit with the
-    whole person turned by `root_error` radians about the vertical (across that camera's
-    view ray, which the outline hardly shows), refined."""
+    whole person turned by `root_error` radians about that camera's axis `axis` (1: the
+    vertical, across the view ray; 2: the view ray), refined."""
     perceptions, depths = case.inputs
     fit_rest = body.rest(torch.as_tensor(case.fit.phenotype))
     frame = fit_rest.bone_matrices[0, 0, :3, :3].numpy()
-    up = case.fit.cameras[0].rotation[1] * root_error
-    turn = skinning.axis_angle_to_matrix(torch.as_tensor(frame.T @ up)[None]).numpy()[0]
+    about = case.fit.cameras[0].rotation[axis] * root_error
+    turn = skinning.axis_angle_to_matrix(torch.as_tensor(frame.T @ about)[None]).numpy()[0]
     extra = count - 2
     poses = np.concatenate([case.fit.poses, np.repeat(case.fit.poses[:1], extra, 0)])
     poses[-1, 0] = turn @ poses[-1, 0]
@@ -147,16 +149,23 @@ def test_from_three_photos_the_fitted_poses_are_kept_and_the_shape_still_refined
     assert np.linalg.norm(three.mesh.vertices - case.fused.vertices, axis=1).max() > 0.005
 
 
-def test_from_four_photos_a_photo_the_fit_turned_is_turned_back(body, case):
+def _off(case: Case, poses: np.ndarray) -> float:
+    """Radians the last photo's root is turned from the first's."""
+    turn = torch.as_tensor(poses[-1, 0] @ case.fit.poses[0, 0].T)[None]
+    return float(np.linalg.norm(skinning.matrix_to_axis_angle(turn).numpy()))
+
+
+def test_from_four_photos_a_turn_across_the_view_ray_is_turned_back(body, case):
     fit, four = _more_photos(body, case, refine_module.TURN_ROOT_ACROSS_FROM, 0.1)
-
-    def off(poses: np.ndarray) -> float:
-        turn = torch.as_tensor(poses[-1, 0] @ case.fit.poses[0, 0].T)[None]
-        return float(np.linalg.norm(skinning.matrix_to_axis_angle(turn).numpy()))
-
     # 0.1 -> 0.015 rad; held, it stays at 0.1.
-    assert off(four.fit.poses) < 0.4 * off(fit.poses), (off(fit.poses), off(four.fit.poses))
+    assert _off(case, four.fit.poses) < 0.4 * _off(case, fit.poses)
     np.testing.assert_allclose(four.fit.poses[:, 1:], fit.poses[:, 1:], atol=1e-6)
+
+
+def test_from_five_photos_a_turn_about_the_view_ray_is_turned_back_too(body, case):
+    fit, five = _more_photos(body, case, refine_module.TURN_ROOT_FROM, 0.1, axis=2)
+    assert _off(case, five.fit.poses) < 0.7 * _off(case, fit.poses)
+    np.testing.assert_allclose(five.fit.poses[:, 1:], fit.poses[:, 1:], atol=1e-6)
 
 
 def test_with_two_photos_a_depth_the_network_doubts_pulls_the_surface_less(body, case):
