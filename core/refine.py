@@ -176,7 +176,6 @@ def refine(
               for i, (p, d) in enumerate(zip(perceptions, depths, strict=True))]  # fmt: skip
 
     raw = torch.zeros_like(vertices, requires_grad=True)
-    turns = torch.zeros(count, len(body.parents), 3, device=device, requires_grad=True)
     # Per photo and bone, the projection of a turn onto what may be corrected: everything,
     # nothing, or (the root, from TURN_ROOT_ACROSS_FROM photos) the turns across the view ray.
     free = torch.eye(3, device=device).repeat(count, len(body.parents), 1, 1)
@@ -186,6 +185,8 @@ def refine(
             free[:, 0] = 0.0
         elif count < TURN_ROOT_FROM:
             free[:, 0] = _across_view_rays(fit, rest).to(device)
+    turns = torch.zeros(count, len(body.parents), 3, device=device,
+                        requires_grad=bool(free.any()))  # fmt: skip
 
     def allowed(turns: torch.Tensor) -> torch.Tensor:
         """The turns with what is held at the fit projected out."""
