@@ -30,8 +30,8 @@ _MAX_PEOPLE = 2
 _MIN_STRIP = 0.2
 """Narrowest strip beside the person worth searching, as a share of the photo's height
 (a person seen from the side is about this wide)."""
-_PAD = 0.25
-"""Margin of the second try, as a share of the photo's height (twice that of its width at
+_PADS = (0.1, 0.25)
+"""Margins of the padded tries, as a share of the photo's height (twice that of its width at
 each side)."""
 _LENIENT = 0.6
 """Share of the confidence thresholds the second landmarker asks when the first finds nobody:
@@ -41,6 +41,10 @@ _BOX_MARGIN = np.array([0.15, 0.1])
 mask (hair, hands and feet reach past the keypoints)."""
 _MASK_IN_BOX = 0.9
 """Share of a lenient find's mask that must lie in that box."""
+_KEYPOINTS_ON_MASK = 0.5
+"""Share of a find's confident keypoints that must lie on its own mask (measured on synthetic
+and real photos: at least 0.85 for a person, 0.15 for a find whose keypoints and mask took
+different things for the person)."""
 _SAME_PERSON_OVERLAP = 0.5
 """Masks sharing more than this part of the smaller one are the same person."""
 
@@ -72,25 +76,33 @@ class MediaPipeDetector:
         height, width = image.shape[:2]
         # The detector sees the photo shrunk to 224 px and, when the person fills the frame
         # (a side view), misses them or locks on a part; with a grey margin it finds the
-        # whole person. Both tries run and the one with the most confidently seen person
-        # wins (a part, or a shape in the background, has low keypoint visibility). When
-        # neither finds anyone, the lenient landmarker tries again, for one person only,
+        # whole person, at one margin or another. Every try runs and the one with the most
+        # confidently seen person wins (a part, or a shape in the background, has low
+        # keypoint visibility). A find whose keypoints are not on its own mask is no person
+        # (the landmarker may take the skirt for one while the keypoints follow the body).
+        # When no try finds anyone, the lenient landmarker tries again, for one person only,
         # whose mask must lie around its keypoints (at that threshold it also finds blobs in
         # the background).
-        top, side = int(height * _PAD), int(width * 2 * _PAD)
-        padded = cv2.copyMakeBorder(
-            image, top, top, side, side, cv2.BORDER_CONSTANT, value=(128, 128, 128)
-        )
+        windows = [(image, 0, 0)]
+        for pad in _PADS:
+            top, side = int(height * pad), int(width * 2 * pad)
+            padded = cv2.copyMakeBorder(
+                image, top, top, side, side, cv2.BORDER_CONSTANT, value=(128, 128, 128)
+            )
+            windows.append((padded, -side, -top))
         with self._lock:
             if not self._landmarkers:
                 self._build()
             for landmarker in self._landmarkers:
+                lenient = landmarker is not self._landmarkers[0]
                 tries = [
-                    self._people(landmarker, image, 0, 0, (height, width)),
-                    self._people(landmarker, padded, -side, -top, (height, width)),
+                    [
+                        p
+                        for p in self._people(landmarker, window, x0, y0, (height, width))
+                        if _keypoints_on_mask(p) and (not lenient or _mask_fits_keypoints(p))
+                    ]
+                    for window, x0, y0 in windows
                 ]
-                if landmarker is not self._landmarkers[0]:
-                    tries = [[p for p in people if _mask_fits_keypoints(p)] for people in tries]
                 found = max(tries, key=lambda people: max(map(_seen, people), default=-1.0))
                 if found:
                     break
@@ -98,8 +110,7 @@ class MediaPipeDetector:
                 return []
             found.sort(key=_seen, reverse=True)
             people = found[:1]
-            strict = landmarker is self._landmarkers[0]
-            others = found[1:] + self._beside(image, people[0].mask) if strict else []
+            others = [] if lenient else found[1:] + self._beside(image, people[0].mask)
             for person in others:
                 # A shape in the background may pass the detector but is barely seen.
                 if _seen(person) >= self.min_confidence and all(
@@ -265,6 +276,22 @@ def _mask_fits_keypoints(person: Perception) -> bool:
     low, high = low - grow, high + grow
     inside = (cols >= low[0]) & (cols <= high[0]) & (rows >= low[1]) & (rows <= high[1])
     return float(inside.mean()) >= _MASK_IN_BOX
+
+
+def _keypoints_on_mask(person: Perception) -> bool:
+    """Whether most confident keypoints lie on the find's own mask (`_KEYPOINTS_ON_MASK`)."""
+    confident = np.round(person.keypoints[person.keypoints[:, 2] > 0.5, :2]).astype(int)
+    height, width = person.mask.shape
+    inside = (
+        (confident[:, 0] >= 0)
+        & (confident[:, 0] < width)
+        & (confident[:, 1] >= 0)
+        & (confident[:, 1] < height)
+    )
+    if not inside.any():
+        return False
+    x, y = confident[inside].T
+    return float((person.mask[y, x] > 0.5).sum()) >= _KEYPOINTS_ON_MASK * len(confident)
 
 
 def _seen(person: Perception) -> float:

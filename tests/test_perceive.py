@@ -15,6 +15,7 @@ from photo_avatar.core.body_model import BodyModel
 from photo_avatar.core.perceive import (
     Detector,
     MediaPipeDetector,
+    _keypoints_on_mask,
     _mask_fits_keypoints,
     perceive,
     person_height,
@@ -237,3 +238,31 @@ def test_a_lenient_find_must_have_its_mask_around_its_keypoints() -> None:
     blob = np.zeros_like(person.mask)
     blob[100:500, 350:450] = 1.0  # a shape beside the keypoints
     assert not _mask_fits_keypoints(Perception(blob, person.keypoints))
+
+
+def test_a_find_must_have_its_keypoints_on_its_mask() -> None:
+    person = _person(100, 500)  # mask columns 200..300, keypoints down column 250
+    assert _keypoints_on_mask(person)
+    skirt = np.zeros_like(person.mask)
+    skirt[350:640, 0:WIDTH] = 1.0  # the landmarker's mask took the lower half of the photo
+    assert not _keypoints_on_mask(Perception(skirt, person.keypoints))
+    person.keypoints[:, 2] = 0.1  # no confident keypoint: nothing vouches for the mask
+    assert not _keypoints_on_mask(person)
+
+
+@pytest.mark.slow
+def test_a_find_whose_mask_is_not_the_person_is_passed_over(detector: Detector) -> None:
+    """On this woman in a dress, seen from the front, the strict landmarker's unpadded find has
+    its keypoints on the body and its mask on the lower half of the photo; a padded try finds
+    her."""
+    person = make_person(seed=1007)
+    camera = sample_cameras(4, seed=7, person=person, frontal=True)[0]
+    shot = render_photo(person, camera, seed=70)
+    strict = MediaPipeDetector()
+    strict._build()
+    (wrong, *_) = strict._people(strict._landmarkers[0], shot.image, 0, 0, shot.image.shape[:2])
+    wrong_mask = wrong.mask > 0.5
+    assert (wrong_mask & shot.mask).sum() / (wrong_mask | shot.mask).sum() < 0.2
+    (found,) = detector.detect(shot.image)
+    found_mask = found.mask > 0.5
+    assert (found_mask & shot.mask).sum() / (found_mask | shot.mask).sum() > 0.9
