@@ -2,10 +2,9 @@
 correct it until it agrees with all of them.
 
 Unknowns: one offset per canonical vertex (shared by all photos) and, per photo, a small
-shift of the person in the camera and a small rotation correction: of every bone with one or
-two photos (`CORRECT_POSES_UP_TO`), of the root alone (the person's turn in the camera) from
-four on: about the axes across the view ray with four (`TURN_ROOT_ACROSS_FROM`), about every
-axis from five (`TURN_ROOT_FROM`). Terms per photo,
+shift of the person in the camera and a small rotation correction: of every bone with up to
+four photos (`CORRECT_POSES_UP_TO`), of the root alone (the person's turn in the camera) with
+more. Terms per photo,
 projection-based (the body fit's robust silhouette costs, and visibility from our rasteriser
 refreshed every few steps, so a step costs tens of milliseconds on the CPU):
 vertices outside the mask, mask the mesh does not reach, and the depth of the vertices the
@@ -94,25 +93,17 @@ SOFT_FROM_PHOTOS = 3
 """Photos from which `Settings.soft_silhouette` None draws the soft silhouette: with one or
 two, the projected terms alone reach silhouette IoU 0.98 and the soft one gains no Chamfer
 for its time; with four they stop at 0.94 (benchmarks/soft_raster.py, 5 people)."""
-CORRECT_POSES_UP_TO = 2
-"""Photos up to which each photo's pose is corrected. From three on, the fit has seen every
-joint from several sides (its agreement term pulls the photos' poses together) and the
-corrections turn limbs to fit each photo's depth and outline errors instead: held at the
-fit, 10 people from 4 photos lower Chamfer for 8 (a loose top 1.80 -> 1.63 cm), 4 people
-from 8 photos for 3 (1.49 -> 1.36); single runs of benchmarks/fusion.py's people."""
-TURN_ROOT_ACROSS_FROM = 4
-"""Photos from which each photo's root is turned (how the whole person turns in its camera)
-about the two axes across its view ray (`_across_view_rays`). The fit's cameras are 3-7
-degrees off each other's turn at four photos; with the true relative turns, 4 photos fell
-0.99 -> 0.85 cm (a skirt) and 0.92 -> 0.74 (a dress). Turned about every axis, the loose
-top's turn followed its flaps' outline (1.56 -> 1.82 from 4 photos); across the ray only, 4
-photos lower for 7 of 10 people (the skirt 1.00 -> 0.92, the loose top 1.57 -> 1.62;
-benchmarks/fusion.py's people, 2026-12-05)."""
-TURN_ROOT_FROM = 5
-"""Photos from which each photo's root is turned about every axis: photos 45 degrees apart
-overlap enough to set the turn about the view ray too. 8 photos lower for 10 of 10 people
-than with the root held (a loose top 1.43 -> 1.18) and for 7 of 7 than turned across the
-ray only (by 0.005-0.04 cm)."""
+CORRECT_POSES_UP_TO = 4
+"""Photos up to which every bone of each photo's pose is corrected; with more, only the root
+(how the whole person turns in its camera). With the detector's keypoints the fit leaves
+limbs off in some photos, and the corrections put them back: the spine from 4 photos, 8 people,
+median Chamfer 1.71 -> 1.42 cm (4 lower by 0.19-0.51, a skirt 1.71 -> 1.20; 4 higher by
+0.02-0.05).
+With perception from the truth the fitted limbs are already right and the corrections a wash
+(benchmarks/fusion.py from 4 photos: median 0.862 -> 0.850, 5 of 10 people lower; 2026-12-05).
+From 8 photos, 45 degrees apart, the photos' outlines pin the shape and corrected limbs
+followed each photo's errors instead: 4 people lower for 3 with the limbs held (1.49 -> 1.36
+cm), and 10 of 10 lower with the root turned than held (a loose top 1.43 -> 1.18)."""
 DOUBT_DEPTH_UP_TO = 2
 """Photos up to which each depth counts in proportion to how far off the network expects
 it to be (its weight `canonicalise.spread_confidence` squared, as in fusion).
@@ -176,21 +167,15 @@ def refine(
               for i, (p, d) in enumerate(zip(perceptions, depths, strict=True))]  # fmt: skip
 
     raw = torch.zeros_like(vertices, requires_grad=True)
-    # Per photo and bone, the projection of a turn onto what may be corrected: everything,
-    # nothing, or (the root, from TURN_ROOT_ACROSS_FROM photos) the turns across the view ray.
-    free = torch.eye(3, device=device).repeat(count, len(body.parents), 1, 1)
+    # Per photo and bone, whether its turn may be corrected (1) or is held at the fit (0).
+    free = torch.ones(count, len(body.parents), 1, device=device)
     if count > CORRECT_POSES_UP_TO:
         free[:, 1:] = 0.0
-        if count < TURN_ROOT_ACROSS_FROM:
-            free[:, 0] = 0.0
-        elif count < TURN_ROOT_FROM:
-            free[:, 0] = _across_view_rays(fit, rest).to(device)
-    turns = torch.zeros(count, len(body.parents), 3, device=device,
-                        requires_grad=bool(free.any()))  # fmt: skip
+    turns = torch.zeros(count, len(body.parents), 3, device=device, requires_grad=True)
 
     def allowed(turns: torch.Tensor) -> torch.Tensor:
         """The turns with what is held at the fit projected out."""
-        return (free @ turns[..., None])[..., 0]
+        return free * turns
 
     shifts = torch.zeros(count, 3, device=device, requires_grad=True)
     optimiser = torch.optim.Adam(
@@ -279,18 +264,6 @@ def draws_soft_silhouette(settings: Settings, photos: int) -> bool:
     if settings.soft_silhouette is None:
         return photos >= SOFT_FROM_PHOTOS
     return settings.soft_silhouette
-
-
-def _across_view_rays(fit: BodyFit, rest: Rest) -> torch.Tensor:
-    """(N, 3, 3) per photo, the projection of a root turn (axis-angle in the root's frame as
-    fitted) onto the plane across that photo's view ray. A turn about the ray would move the
-    photo's outline, which the fit matched; a turn across it barely moves the outline and is
-    what the depth can tell."""
-    frame = rest.bone_matrices[0, 0, :3, :3].detach().cpu().numpy()
-    rays = np.stack([np.asarray(pose[0]).T @ frame.T @ np.asarray(camera.rotation)[2]
-                     for pose, camera in zip(fit.poses, fit.cameras, strict=True)])  # fmt: skip
-    rays /= np.linalg.norm(rays, axis=1, keepdims=True)
-    return torch.as_tensor(np.eye(3) - rays[:, :, None] * rays[:, None, :], dtype=torch.float32)
 
 
 @dataclass
