@@ -102,8 +102,9 @@ median Chamfer 1.71 -> 1.42 cm (4 lower by 0.19-0.51, a skirt 1.71 -> 1.20; 4 hi
 With perception from the truth the fitted limbs are already right and the corrections a wash
 (benchmarks/fusion.py from 4 photos: median 0.862 -> 0.850, 5 of 10 people lower; 2026-12-05).
 From 8 photos, 45 degrees apart, the photos' outlines pin the shape and corrected limbs
-followed each photo's errors instead: 4 people lower for 3 with the limbs held (1.49 -> 1.36
-cm), and 10 of 10 lower with the root turned than held (a loose top 1.43 -> 1.18)."""
+follow each photo's errors too: with the true keypoints 3 of 4 people lower with the limbs
+held (1.49 -> 1.36 cm), with the detector's 2 of 4 (a loose top 2.38 -> 1.39; a skirt 1.04
+-> 1.30 the other way); 10 of 10 lower with the root turned than held (1.43 -> 1.18)."""
 DOUBT_DEPTH_UP_TO = 2
 """Photos up to which each depth counts in proportion to how far off the network expects
 it to be (its weight `canonicalise.spread_confidence` squared, as in fusion).
@@ -174,7 +175,7 @@ def refine(
     turns = torch.zeros(count, len(body.parents), 3, device=device, requires_grad=True)
 
     def allowed(turns: torch.Tensor) -> torch.Tensor:
-        """The turns with what is held at the fit projected out."""
+        """The turns with those held at the fit zeroed."""
         return free * turns
 
     shifts = torch.zeros(count, 3, device=device, requires_grad=True)
