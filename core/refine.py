@@ -17,10 +17,10 @@ adjacent faces, and the pose corrections held near zero.
 
 Why this helps several photos: each photo keeps a pose of its own (the fit only pulls the
 photos' joints towards agreement), and a few degrees off in one photo blur the fused
-surface; with two photos the corrections let both agree on one canonical shape, from three
-the fit has seen every joint from several sides and is kept (from four, but for how the
-whole person turns in each camera), and the silhouettes of all photos carve the shape like
-a visual hull.
+surface; with up to four photos the corrections let them agree on one canonical shape (and
+put back limbs the fit left off with the detector's keypoints), from five the photos'
+outlines hold the limbs and only how the whole person turns in each camera is corrected,
+and the silhouettes of all photos carve the shape like a visual hull.
 
 Runs on CUDA when torch has it (`Settings.device`), else on the CPU, where 80 steps for 20k
 triangles cost about 4.5 s with one photo and 7 s with four (benchmarks/presets.py). The CPU
@@ -168,16 +168,10 @@ def refine(
               for i, (p, d) in enumerate(zip(perceptions, depths, strict=True))]  # fmt: skip
 
     raw = torch.zeros_like(vertices, requires_grad=True)
-    # Per photo and bone, whether its turn may be corrected (1) or is held at the fit (0).
-    free = torch.ones(count, len(body.parents), 1, device=device)
-    if count > CORRECT_POSES_UP_TO:
-        free[:, 1:] = 0.0
     turns = torch.zeros(count, len(body.parents), 3, device=device, requires_grad=True)
-
-    def allowed(turns: torch.Tensor) -> torch.Tensor:
-        """The turns with those held at the fit zeroed."""
-        return free * turns
-
+    free = torch.ones(len(body.parents), 1, device=device)
+    if count > CORRECT_POSES_UP_TO:
+        free[1:] = 0.0
     shifts = torch.zeros(count, 3, device=device, requires_grad=True)
     optimiser = torch.optim.Adam(
         [
@@ -194,7 +188,7 @@ def refine(
 
     def posed_in_photos(offsets: torch.Tensor) -> torch.Tensor:
         """(N, V, 3) the corrected mesh in every photo's camera space."""
-        corrected = poses @ skinning.axis_angle_to_matrix(allowed(turns))
+        corrected = poses @ skinning.axis_angle_to_matrix(turns * free)
         frames = skinning.forward_kinematics(rest_frames.expand(count, -1, -1, -1),
                                              body.parents, corrected)  # fmt: skip
         transforms = skinning.skinning_transforms(frames, canonical_frames.expand_as(frames))
@@ -228,7 +222,7 @@ def refine(
             image
             + WEIGHTS["laplacian"] * smooth
             + WEIGHTS["normals"] * folds
-            + WEIGHTS["pose"] * (allowed(turns) ** 2).sum(-1).mean()
+            + WEIGHTS["pose"] * ((turns * free) ** 2).sum(-1).mean()
             + WEIGHTS["shift"] * (shifts**2).sum(-1).mean()
         )
         loss.backward()
@@ -246,7 +240,7 @@ def refine(
     body_canonical = canonical.vertices[0].detach().numpy()
     weights = transfer_weights(moved, fused.faces, body_canonical,
                                body.skin_weights.numpy(), settings.max_influences)  # fmt: skip
-    corrected = (poses @ skinning.axis_angle_to_matrix(allowed(turns))).detach().cpu().numpy()
+    corrected = (poses @ skinning.axis_angle_to_matrix(turns * free)).detach().cpu().numpy()
     moves = shifts.detach().cpu().numpy()
     cameras = [
         replace(c, translation=(c.translation + moves[i]).astype(np.float32))
