@@ -258,7 +258,7 @@ def person_height(person: Perception) -> float:
     confident keypoints (the mask alone may miss a faint limb, keypoints miss the scalp)."""
     rows = np.flatnonzero((np.asarray(person.mask) > 0.5).any(axis=1))
     from_mask = float(rows[-1] - rows[0] + 1) if len(rows) else 0.0
-    confident = person.keypoints[person.keypoints[:, 2] > 0.5, 1]
+    confident = _confident_points(person)[:, 1]
     from_keypoints = float(confident.max() - confident.min()) if len(confident) > 1 else 0.0
     return max(from_mask, from_keypoints)
 
@@ -267,7 +267,7 @@ def _mask_fits_keypoints(person: Perception) -> bool:
     """Whether the mask lies within the box of the confident keypoints (grown by
     `_BOX_MARGIN`): a person's does, a blob in the background the landmarker took for one
     does not (measured on synthetic photos: at least 0.98 against at most 0.84)."""
-    confident = person.keypoints[person.keypoints[:, 2] > 0.5, :2]
+    confident = _confident_points(person)
     rows, cols = np.nonzero(person.mask > 0.5)
     if len(confident) < 2 or not len(rows):
         return False
@@ -280,7 +280,7 @@ def _mask_fits_keypoints(person: Perception) -> bool:
 
 def _keypoints_on_mask(person: Perception) -> bool:
     """Whether most confident keypoints lie on the find's own mask (`_KEYPOINTS_ON_MASK`)."""
-    confident = np.round(person.keypoints[person.keypoints[:, 2] > 0.5, :2]).astype(int)
+    confident = np.round(_confident_points(person)).astype(int)
     height, width = person.mask.shape
     inside = (
         (confident[:, 0] >= 0)
@@ -292,6 +292,11 @@ def _keypoints_on_mask(person: Perception) -> bool:
         return False
     x, y = confident[inside].T
     return float((person.mask[y, x] > 0.5).sum()) >= _KEYPOINTS_ON_MASK * len(confident)
+
+
+def _confident_points(person: Perception) -> np.ndarray:
+    """(K, 2) pixels of the keypoints the landmarker saw more likely than not."""
+    return person.keypoints[person.keypoints[:, 2] > 0.5, :2]
 
 
 def _seen(person: Perception) -> float:
