@@ -73,9 +73,9 @@ WEIGHTS = {
 """Loss weights: image terms in reference pixels² (the soft silhouette in fractions of the
 mask's area), Laplacian in metres², pose in radians², shift in metres². The soft silhouette
 at 1e4 out-pulled the depth: at 1e3 the outlines still land (4 photos IoU 0.976 both) and
-the spine from 4 photos, with the detector's keypoints, falls 1.42 -> 1.32 cm (7 of 8
-people lower; benchmarks/fusion.py, true keypoints: median 0.850 -> 0.821, 4 of 10 lower,
-a skirt 1.07 -> 0.87; 2026-12-05)."""
+benchmarks/spine.py from 4 photos, with the detector's keypoints, falls 1.42 -> 1.32 cm
+(7 of 8 people lower; benchmarks/fusion.py, with the true keypoints, median 0.850 -> 0.821,
+4 of 10 lower, a skirt 1.07 -> 0.87; 2026-12-05)."""
 SILHOUETTE_SIGMA = 10.0
 """Reference pixels beyond which a silhouette residual counts as an outlier."""
 DEPTH_SIGMA = 6.0
