@@ -7,11 +7,13 @@ four photos (`CORRECT_POSES_UP_TO`), of the root alone (the person's turn in the
 more. Terms per photo,
 projection-based (the body fit's robust silhouette costs, and visibility from our rasteriser
 refreshed every few steps, so a step costs tens of milliseconds on the CPU):
-vertices outside the mask, mask the mesh does not reach, and the depth of the vertices the
-photo sees against its front depth map (with one or two photos, each depth weighed by how
-far off the network expects it to be). From three photos on (and always at the high preset)
-a soft rasteriser's silhouette is added, compared with the mask pixel by pixel: outlines
-matched to a pixel, for about three times the refinement's time (benchmarks/soft_raster.py).
+vertices outside the mask, mask the mesh does not reach, the depth of the vertices the
+photo sees against its front depth map, and of those facing away on the far side against its
+back depth map, which counts as much (as in fusion, `canonicalise`); with one or two photos
+each depth is weighed by how far off the network expects it to be. From three photos on
+(and always at the high preset) a soft rasteriser's silhouette is added, compared with the
+mask pixel by pixel: outlines matched to a pixel, for about three times the refinement's time
+(benchmarks/soft_raster.py).
 Shared: the offsets' Laplacian (smooth corrections, even triangles), normal consistency of
 adjacent faces, and the pose corrections held near zero.
 
@@ -267,16 +269,16 @@ def draws_soft_silhouette(settings: Settings, photos: int) -> bool:
 
 @dataclass
 class _PhotoTerms:
-    """One photo's targets: camera, silhouette, front depth, in reference pixels."""
+    """One photo's targets: camera, silhouette, front and back depth, in reference pixels."""
 
     rotation: torch.Tensor
     translation: torch.Tensor
     camera: Camera
     scale: float
     silhouette: SilhouetteTarget
-    front: torch.Tensor
-    """(1, 2, H, W) front depth in metres, 0 where the photo has none, and each depth's
-    weight in [0, 1] (see `DOUBT_DEPTH_UP_TO`)."""
+    layers: tuple[torch.Tensor, torch.Tensor]
+    """Front and back: (1, 2, H, W) depth in metres, 0 where the photo has none, and each
+    depth's weight in [0, 1] (see `DOUBT_DEPTH_UP_TO`)."""
     soft_mask: torch.Tensor | None
     """(h, w) the mask at SOFT_RESOLUTION for the soft silhouette term; None: projected terms."""
 
@@ -291,10 +293,14 @@ class _PhotoTerms:
         doubt: bool = False,
     ) -> _PhotoTerms:
         scale = REFERENCE_SIDE / max(camera.height, camera.width)
-        front = np.where(np.isfinite(depth.front) & depth.mask, depth.front, 0.0)
-        trust = np.ones_like(front)
-        if doubt and depth.spread_front is not None:
-            trust = spread_confidence(depth.spread_front) ** 2
+        layers = []
+        for z, spread in ((depth.front, depth.spread_front), (depth.back, depth.spread_back)):
+            known = np.isfinite(z) & depth.mask
+            trust = np.ones(z.shape, np.float32)
+            if doubt and spread is not None:
+                trust = spread_confidence(spread) ** 2
+            stacked = np.stack([np.where(known, z, 0.0), trust])
+            layers.append(torch.as_tensor(stacked, dtype=torch.float32, device=device)[None])
         target = _to_mask_edge(silhouette_target(perception.mask, scale, seed=index))
         return _PhotoTerms(
             torch.as_tensor(camera.rotation, dtype=torch.float32, device=device),
@@ -302,7 +308,7 @@ class _PhotoTerms:
             camera,
             scale,
             replace(target, outside=target.outside.to(device), samples=target.samples.to(device)),
-            torch.as_tensor(np.stack([front, trust]), dtype=torch.float32, device=device)[None],
+            (layers[0], layers[1]),
             _soft_mask(perception.mask, camera, device) if soft else None,
         )
 
@@ -310,23 +316,30 @@ class _PhotoTerms:
         return world @ self.rotation.T + self.translation
 
     def visible(self, cam: torch.Tensor, faces: np.ndarray) -> torch.Tensor:
-        """(V,) bool: vertices this photo sees squarely (in front of the rendered surface,
-        facing the camera): at grazing angles the depth map's steep rim says little. Decided
-        on the CPU, where our rasteriser runs; returned on `cam`'s device."""
+        """(2, V) bool: vertices this photo sees squarely (on the rendered front surface,
+        facing the camera), and those its back depth speaks for (on the rendered farthest
+        surface, facing away): at grazing angles the depth maps' steep rims say little.
+        Decided on the CPU, where our rasteriser runs; returned on `cam`'s device."""
         device, cam = cam.device, cam.cpu()
         small = self.camera.scaled(VISIBILITY_SCALE)
         screen = project_camera_points(cam, small)
-        shown = rasterize(screen, torch.as_tensor(faces), small.height, small.width).depth
         u = screen[:, 0].round().long().clamp(0, small.width - 1)
         v = screen[:, 1].round().long().clamp(0, small.height - 1)
         normals = _vertex_normals(cam, torch.as_tensor(faces))
         facing = -(normals * F.normalize(cam, dim=-1)).sum(-1)
-        return ((cam[:, 2] <= shown[v, u] + VISIBLE_SLACK) & (facing > MIN_FACING)).to(device)
+        nearest, farthest = (
+            rasterize(screen, torch.as_tensor(faces), small.height, small.width, far).depth[v, u]
+            for far in (False, True)
+        )
+        front = (cam[:, 2] <= nearest + VISIBLE_SLACK) & (facing > MIN_FACING)
+        back = (cam[:, 2] >= farthest - VISIBLE_SLACK) & (facing < -MIN_FACING)
+        return torch.stack([front, back]).to(device)
 
     def loss(self, cam: torch.Tensor, visible: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
         screen = project_camera_points(cam, self.camera)
-        return self.silhouette_cost(screen, faces) + WEIGHTS["depth"] * self.depth_cost(
-            cam, screen, visible
+        return self.silhouette_cost(screen, faces) + WEIGHTS["depth"] * sum(
+            self.depth_cost(cam, screen, seen, layer)
+            for seen, layer in zip(visible, self.layers, strict=True)
         )
 
     def silhouette_cost(self, screen: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
@@ -345,13 +358,13 @@ class _PhotoTerms:
         return cost + WEIGHTS["soft_silhouette"] * ((drawn - self.soft_mask) ** 2).sum() / area
 
     def depth_cost(
-        self, cam: torch.Tensor, screen: torch.Tensor, visible: torch.Tensor
+        self, cam: torch.Tensor, screen: torch.Tensor, visible: torch.Tensor, layer: torch.Tensor
     ) -> torch.Tensor | float:
-        """The seen vertices' depth against the photo's front depth map."""
-        height, width = self.front.shape[-2:]
+        """The depth of the vertices a layer speaks for against that depth map."""
+        height, width = layer.shape[-2:]
         size = torch.tensor([width - 1, height - 1], dtype=cam.dtype, device=cam.device)
         grid = (2 * screen[visible, :2] / size - 1)[None, None]
-        target, trust = F.grid_sample(self.front, grid, mode="nearest", align_corners=True)[0, :, 0]
+        target, trust = F.grid_sample(layer, grid, mode="nearest", align_corners=True)[0, :, 0]
         known = target > 0
         z = cam[visible, 2][known]
         residual = (z - target[known]) * self.camera.fx * self.scale / z

@@ -9,6 +9,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pytest
 import torch
+import trimesh
 
 from photo_avatar.core import fit_losses, skinning
 from photo_avatar.core import refine as refine_module
@@ -72,8 +73,9 @@ def case(body, bent_pose) -> Case:
         perception = Perception(mask.astype(np.float32), np.zeros((33, 3), np.float32))
         photo = Photo(f"photo {i}", np.zeros((SIDE, SIDE, 3), np.uint8))
         prior = body_prior_depth(photo, perception, fit, i, body)
-        front = np.where(prior.mask, render.front.depth.numpy(), np.inf).astype(np.float32)
-        depths.append(replace(prior, front=front))
+        front, back = (np.where(prior.mask, layer.depth.numpy(), np.inf).astype(np.float32)
+                       for layer in (render.front, render.back))  # fmt: skip
+        depths.append(replace(prior, front=front, back=back))
         perceptions.append(perception)
         masks.append(mask)
     canonical_rotations = body.rest_pose_rotations(fit_rest, "a")
@@ -189,6 +191,29 @@ def test_with_two_photos_a_depth_the_network_doubts_pulls_the_surface_less(body,
 
     believed, doubted = chamfer(0.002), chamfer(0.1)
     assert doubted < believed - 0.05, (believed, doubted)  # 0.87 -> 0.77 cm
+
+
+def test_one_photo_s_back_depth_shapes_the_side_it_did_not_see(body, case):
+    """From the front photo alone, with its back depth put 3 cm behind the person's back,
+    the refined back follows it there, and stays where fusion left it with no back depth."""
+    perceptions, depths = case.inputs
+    fit = replace(case.fit, poses=case.fit.poses[:1], cameras=case.fit.cameras[:1])
+    fit_rest = body.rest(torch.as_tensor(fit.phenotype))
+    canonical = body.pose(fit_rest, body.rest_pose_rotations(fit_rest, "a"))
+    camera = fit.cameras[0]
+
+    def back_depth(back: np.ndarray) -> float:
+        """Median camera depth of the refined vertices facing away from the photo."""
+        told = replace(depths[0], back=back.astype(np.float32))
+        refined = refine(case.fused, body, fit, fit_rest, canonical, perceptions[:1], [told],
+                         SETTINGS)  # fmt: skip
+        vertices = posed(body, refined.fit, refined.mesh, canonical.bone_matrices, 0)
+        cam = vertices @ camera.rotation.T + camera.translation
+        normals = trimesh.Trimesh(cam, case.fused.faces, process=False).vertex_normals
+        return float(np.median(cam[normals[:, 2] > 0.5, 2]))
+
+    moved = back_depth(depths[0].back + 0.03) - back_depth(np.full_like(depths[0].back, np.inf))
+    assert moved > 0.02, moved  # 5.3 cm: the heavy back and the 3 cm
 
 
 def test_refined_weights_are_normalised_and_sparse(case):
