@@ -30,13 +30,16 @@ SETTINGS = Settings(voxel_size=0.02, triangles=5000)
 TRUE_PHENOTYPE = [[0.5, 0.5, 1.0, 1.0, 0.5, 0.5]]
 FIT_PHENOTYPE = [[0.5, 0.5, 0.0, 0.0, 0.5, 0.5]]
 """The photographed person is muscular and heavy, the fitted body slight."""
+BACK_ERROR = 0.015
+"""Metres: about the mean error of network 1's back, as of its front, on the fusion
+benchmark's people."""
 
 
 @dataclass(frozen=True)
 class Views:
     """Four photos (yaw 0/90/180/270) unposed with a fit of the wrong shape. Each photo's
-    depth is what a good depth network gives: the seen front right, the back guessed from
-    the fitted body."""
+    depth is what a good depth network gives: the seen front right, the guessed back
+    `BACK_ERROR` too deep."""
 
     surfaces: list[CanonicalSurface]
     fitted_canonical: np.ndarray
@@ -58,7 +61,8 @@ def views(body, bent_pose) -> Views:
         photo = Photo(f"yaw {yaw}", np.zeros((SIDE, SIDE, 3), np.uint8))
         prior = body_prior_depth(photo, perception, fit, 0, body)
         front = np.where(prior.mask, render.front.depth.numpy(), np.inf).astype(np.float32)
-        back = np.where(prior.mask, np.maximum(prior.back, front + 0.002), np.inf)
+        back = np.where(prior.mask, np.maximum(render.back.depth.numpy() + BACK_ERROR,
+                                               front + 0.002), np.inf)  # fmt: skip
         depth = replace(prior, front=front, back=back.astype(np.float32))
         surfaces.append(canonical_surface(depth, fit, 0, body, canonical_rotations))
     true_rotations = body.rest_pose_rotations(true_rest, "a")
@@ -152,14 +156,15 @@ def test_a_squarely_seen_surface_beats_another_photos_guess():
 
 def _photo_of_ball(yaw: float, pushed_in: float = 0.0) -> tuple[CanonicalSurface, PhotoView]:
     """A photo of a 0.3 m ball at rest (two bones, neither moved) and its surface; the seen
-    front pushed `pushed_in` metres into the ball, as a depth network that mistakes a skirt's
-    side for the leg inside it does."""
+    front and the guessed back pushed `pushed_in` metres into the ball, as a depth network
+    that mistakes a skirt's sides for the legs inside it does."""
     ball = trimesh.creation.icosphere(subdivisions=4, radius=0.30)
     camera = Camera.looking_at_person(SIDE, SIDE, yaw_degrees=yaw, distance=3.0)
     render = render_depth(camera, torch.as_tensor(ball.vertices, dtype=torch.float32), ball.faces)
     mask = render.front.face.numpy() >= 0
     front = np.where(mask, render.front.depth.numpy() + pushed_in, np.inf).astype(np.float32)
-    back = np.where(mask, np.maximum(render.back.depth.numpy(), front + 0.002), np.inf)
+    back = np.where(mask, np.maximum(render.back.depth.numpy() - pushed_in, front + 0.002),
+                    np.inf)  # fmt: skip
     weights = np.zeros((SIDE, SIDE, 2), np.float32)
     weights[..., 0] = 1.0
     depth = DepthMaps(camera, front, back.astype(np.float32), mask, weights, weights)
@@ -168,7 +173,7 @@ def _photo_of_ball(yaw: float, pushed_in: float = 0.0) -> tuple[CanonicalSurface
 
 
 def test_a_side_photos_surface_that_the_front_photo_shows_as_solid_is_not_believed(monkeypatch):
-    """Front and back photos see the ball right; both side photos put its side 8 cm in.
+    """Front and back photos see the ball right; both side photos put its sides 8 cm in.
     The front photo shows solid ball out to its outline there, so the side photos'
     surface (seen squarely by them, so weighty) must not dent the fused ball."""
     ball, ball_vertices = _ball_body()
@@ -185,8 +190,8 @@ def test_a_side_photos_surface_that_the_front_photo_shows_as_solid_is_not_believ
     cross_checked = least_radius()
     monkeypatch.setattr(fuse_module, "_trust", lambda s, *_: np.ones(len(s.vertices)))
     believed = least_radius()
-    assert cross_checked > 0.27, cross_checked
-    assert believed < 0.26, believed  # the case is one that needs the cross-check
+    assert cross_checked > 0.265, (cross_checked, believed)  # 0.268
+    assert believed < 0.24, believed  # 0.228: the case is one that needs the cross-check
 
 
 def test_floaters_far_from_the_body_are_dropped():
