@@ -97,8 +97,10 @@ SOFT_RESOLUTION = 256
 of IoU in benchmarks/soft_raster.py)."""
 SOFT_FROM_PHOTOS = 3
 """Photos from which `Settings.soft_silhouette` None draws the soft silhouette: with one or
-two, the projected terms alone reach silhouette IoU 0.98 and the soft one gains no Chamfer
-for its time; with four they stop at 0.94 (benchmarks/soft_raster.py, 5 people)."""
+two, the projected terms alone reach silhouette IoU 0.98; with four they stop at 0.94
+(benchmarks/soft_raster.py, 5 people). At 1e4 the soft term gained no Chamfer from two
+photos; at 1e3 it gains 0.04 cm of median there for 3.8 s more (2026-12-05), not yet
+weighed against the fusion benchmark's steps."""
 CORRECT_POSES_UP_TO = 4
 """Photos up to which every bone of each photo's pose is corrected; with more, only the root
 (how the whole person turns in its camera). With the detector's keypoints the fit leaves
