@@ -322,15 +322,15 @@ class _PhotoTerms:
         facing the camera), and those its back depth speaks for (on the rendered farthest
         surface, facing away): at grazing angles the depth maps' steep rims say little.
         Decided on the CPU, where our rasteriser runs; returned on `cam`'s device."""
-        device, cam = cam.device, cam.cpu()
+        device, cam, faces_t = cam.device, cam.cpu(), torch.as_tensor(faces)
         small = self.camera.scaled(VISIBILITY_SCALE)
         screen = project_camera_points(cam, small)
         u = screen[:, 0].round().long().clamp(0, small.width - 1)
         v = screen[:, 1].round().long().clamp(0, small.height - 1)
-        normals = _vertex_normals(cam, torch.as_tensor(faces))
+        normals = _vertex_normals(cam, faces_t)
         facing = -(normals * F.normalize(cam, dim=-1)).sum(-1)
         nearest, farthest = (
-            rasterize(screen, torch.as_tensor(faces), small.height, small.width, far).depth[v, u]
+            rasterize(screen, faces_t, small.height, small.width, far).depth[v, u]
             for far in (False, True)
         )
         front = (cam[:, 2] <= nearest + VISIBLE_SLACK) & (facing > MIN_FACING)
